@@ -1,0 +1,281 @@
+//! [`EventStore`] on PostgreSQL: one table, one short transaction per append.
+
+use std::time::Duration;
+
+use sqlx::postgres::PgDatabaseError;
+use sqlx::{PgPool, Postgres, Transaction};
+use uuid::Uuid;
+
+use super::rows::{EventRow, select_events};
+use super::subscription;
+use crate::event_store::{
+    AppendError, AppendResult, EventStore, ExpectedVersion, NewEvent, Position, RecordedEvent,
+    StoreError, StreamName, StreamVersion, Subscription,
+};
+
+/// The event store on PostgreSQL.
+///
+/// Appends serialise on one advisory lock (see `migrations/0002_event_log_write_lock.sql`), which
+/// is what lets every reader of the global log keep a single position as its checkpoint without
+/// ever skipping an event that commits late. Each append is one short transaction that never
+/// waits on anything but the database.
+#[derive(Debug, Clone)]
+pub struct PgEventStore {
+    pool: PgPool,
+    subscription: SubscriptionOptions,
+}
+
+/// How subscriptions read the log.
+#[derive(Debug, Clone, Copy)]
+pub struct SubscriptionOptions {
+    /// Most events read per query while catching up.
+    pub page_size: usize,
+    /// How long a caught-up subscription waits for a notification before it polls anyway: the
+    /// bound on the delay should a notification be lost (e.g. while reconnecting).
+    pub poll_interval: Duration,
+}
+
+impl Default for SubscriptionOptions {
+    fn default() -> Self {
+        SubscriptionOptions {
+            page_size: 500,
+            poll_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+impl PgEventStore {
+    /// A store on `pool`, whose database must have been migrated ([`super::migrate`]).
+    pub fn new(pool: PgPool) -> Self {
+        PgEventStore {
+            pool,
+            subscription: SubscriptionOptions::default(),
+        }
+    }
+
+    /// The same store with other subscription settings.
+    #[must_use]
+    pub fn with_subscription_options(mut self, options: SubscriptionOptions) -> Self {
+        self.subscription = options;
+        self
+    }
+
+    /// The pool this store uses, for adapters that write their own tables beside the log.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Appends inside a transaction the caller owns and later commits.
+    ///
+    /// This is the whole append protocol; [`EventStore::append`] merely wraps it in a transaction
+    /// of its own. The caller holds the log's write lock from this call until it commits, so it
+    /// must commit promptly and never wait on anything outside the database meanwhile.
+    ///
+    /// # Errors
+    /// As [`EventStore::append`].
+    pub async fn append_in(
+        transaction: &mut Transaction<'_, Postgres>,
+        stream: &StreamName,
+        expected: ExpectedVersion,
+        events: &[NewEvent],
+    ) -> Result<AppendResult, AppendError> {
+        if events.is_empty() {
+            return Err(AppendError::NoEvents);
+        }
+        sqlx::query("SELECT keryu_lock_event_log()")
+            .execute(&mut **transaction)
+            .await
+            .map_err(backend)?;
+
+        let event_ids: Vec<Uuid> = events.iter().map(|event| event.event_id).collect();
+        if let Some(first_result) = already_appended(transaction, stream, &event_ids).await? {
+            return Ok(first_result);
+        }
+
+        let last_stored: Option<i64> =
+            sqlx::query_scalar("SELECT max(stream_version) FROM events WHERE stream_name = $1")
+                .bind(stream.as_str())
+                .fetch_one(&mut **transaction)
+                .await
+                .map_err(backend)?;
+        let actual = last_stored.map(i64::unsigned_abs);
+        let wrong_expected_version = || AppendError::WrongExpectedVersion {
+            stream: stream.clone(),
+            expected,
+            actual,
+        };
+        if !expected.accepts(actual) {
+            return Err(wrong_expected_version());
+        }
+        let first_version = last_stored.map_or(0, |version| version + 1);
+        insert(transaction, stream, first_version, events, &event_ids)
+            .await
+            .map_err(|error| {
+                // Cannot happen while the write lock is held; the unique constraint is the last
+                // line of defence and is reported in the port's terms all the same.
+                if is_unique_violation(&error, "events_stream_version_unique") {
+                    wrong_expected_version()
+                } else {
+                    backend(error)
+                }
+            })
+    }
+}
+
+/// When every id of the batch is already stored, as this batch in this stream, the result of that
+/// first append; when none is, `None`; anything in between is a conflict.
+async fn already_appended(
+    transaction: &mut Transaction<'_, Postgres>,
+    stream: &StreamName,
+    event_ids: &[Uuid],
+) -> Result<Option<AppendResult>, AppendError> {
+    let stored: Vec<(Uuid, String, i64, i64)> = sqlx::query_as(
+        "SELECT event_id, stream_name, stream_version, global_position FROM events \
+         WHERE event_id = ANY($1) ORDER BY global_position",
+    )
+    .bind(event_ids)
+    .fetch_all(&mut **transaction)
+    .await
+    .map_err(backend)?;
+
+    let (Some((first_stored_id, ..)), Some((_, _, last_version, last_position))) =
+        (stored.first(), stored.last())
+    else {
+        return Ok(None);
+    };
+    let same_batch = stored.len() == event_ids.len()
+        && stored
+            .iter()
+            .zip(event_ids)
+            .all(|((stored_id, stored_stream, _, _), id)| {
+                stored_id == id && stored_stream == stream.as_str()
+            });
+    if same_batch {
+        return Ok(Some(AppendResult {
+            last_version: last_version.unsigned_abs(),
+            last_position: Position(last_position.unsigned_abs()),
+        }));
+    }
+    Err(AppendError::EventIdConflict {
+        event_id: *first_stored_id,
+    })
+}
+
+/// Writes the batch with one statement: versions follow the batch order from `first_version`.
+async fn insert(
+    transaction: &mut Transaction<'_, Postgres>,
+    stream: &StreamName,
+    first_version: i64,
+    events: &[NewEvent],
+    event_ids: &[Uuid],
+) -> Result<AppendResult, sqlx::Error> {
+    let event_types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+    let schema_versions: Vec<i32> = events.iter().map(|e| i32::from(e.schema_version)).collect();
+    let data: Vec<String> = events.iter().map(|e| e.data.to_string()).collect();
+    let metadata = events
+        .iter()
+        .map(|e| serde_json::to_string(&e.metadata))
+        .collect::<Result<Vec<String>, _>>()
+        .map_err(|error| sqlx::Error::Encode(Box::new(error)))?;
+
+    let (last_version, last_position): (i64, i64) = sqlx::query_as(
+        "WITH inserted AS ( \
+             INSERT INTO events \
+                 (stream_name, stream_version, event_id, event_type, schema_version, data, metadata) \
+             SELECT $1, $2 + batch.ordinality - 1, batch.event_id, batch.event_type, \
+                    batch.schema_version, batch.data::jsonb, batch.metadata::jsonb \
+             FROM unnest($3::uuid[], $4::text[], $5::int4[], $6::text[], $7::text[]) \
+                  WITH ORDINALITY AS batch(event_id, event_type, schema_version, data, metadata, ordinality) \
+             ORDER BY batch.ordinality \
+             RETURNING stream_version, global_position) \
+         SELECT max(stream_version), max(global_position) FROM inserted",
+    )
+    .bind(stream.as_str())
+    .bind(first_version)
+    .bind(event_ids)
+    .bind(&event_types)
+    .bind(&schema_versions)
+    .bind(&data)
+    .bind(&metadata)
+    .fetch_one(&mut **transaction)
+    .await?;
+    Ok(AppendResult {
+        last_version: last_version.unsigned_abs(),
+        last_position: Position(last_position.unsigned_abs()),
+    })
+}
+
+fn is_unique_violation(error: &sqlx::Error, constraint: &str) -> bool {
+    error
+        .as_database_error()
+        .and_then(|db| db.try_downcast_ref::<PgDatabaseError>())
+        .is_some_and(|db| db.code() == "23505" && db.constraint() == Some(constraint))
+}
+
+fn backend(error: sqlx::Error) -> AppendError {
+    AppendError::Store(StoreError::Backend(Box::new(error)))
+}
+
+impl EventStore for PgEventStore {
+    async fn append(
+        &self,
+        stream: &StreamName,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Result<AppendResult, AppendError> {
+        let mut transaction = self.pool.begin().await.map_err(backend)?;
+        let result = Self::append_in(&mut transaction, stream, expected, &events).await?;
+        transaction.commit().await.map_err(backend)?;
+        Ok(result)
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamName,
+        from: StreamVersion,
+        max_count: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let rows: Vec<EventRow> = sqlx::query_as(select_events!(
+            "WHERE stream_name = $1 AND stream_version >= $2 ORDER BY stream_version LIMIT $3"
+        ))
+        .bind(stream.as_str())
+        .bind(i64::try_from(from).unwrap_or(i64::MAX))
+        .bind(limit(max_count))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|error| StoreError::Backend(Box::new(error)))?;
+        rows.into_iter().map(RecordedEvent::try_from).collect()
+    }
+
+    async fn read_all(
+        &self,
+        after: Position,
+        max_count: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let rows: Vec<EventRow> = sqlx::query_as(select_events!(
+            "WHERE global_position > $1 ORDER BY global_position LIMIT $2"
+        ))
+        .bind(i64::try_from(after.0).unwrap_or(i64::MAX))
+        .bind(limit(max_count))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|error| StoreError::Backend(Box::new(error)))?;
+        rows.into_iter().map(RecordedEvent::try_from).collect()
+    }
+
+    async fn head_position(&self) -> Result<Position, StoreError> {
+        let head: Option<i64> = sqlx::query_scalar("SELECT max(global_position) FROM events")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|error| StoreError::Backend(Box::new(error)))?;
+        Ok(Position(head.map_or(0, i64::unsigned_abs)))
+    }
+
+    fn subscribe_all(&self, after: Position) -> Subscription {
+        subscription::spawn(self.clone(), self.subscription, after)
+    }
+}
+
+fn limit(max_count: usize) -> i64 {
+    i64::try_from(max_count).unwrap_or(i64::MAX)
+}
