@@ -1,0 +1,53 @@
+//! `keryu`: the one binary of Keryu. Every role of the service is a subcommand, so one artefact
+//! can be deployed everywhere and scaled per role.
+
+mod migrate;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use keryu_infra::config::Config;
+use tracing_subscriber::EnvFilter;
+
+/// Keryu — event-sourced notifications over WhatsApp.
+///
+/// Configuration comes from the environment (and a `.env` file in the working directory);
+/// see the README for every key.
+#[derive(Debug, Parser)]
+#[command(name = "keryu", version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create the database if it is missing and bring its schema up to date.
+    Migrate,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("KERYU_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // One line with the whole cause chain: what an operator reads in a terminal or a log.
+            eprintln!("keryu: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = Config::load()?;
+    match cli.command {
+        Command::Migrate => migrate::run(&config).await,
+    }
+}
