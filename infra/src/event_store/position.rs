@@ -11,7 +11,9 @@ pub type StreamVersion = u64;
 ///
 /// Positions are not dense (an aborted append may leave a hole), so readers must never infer
 /// "missing" events from gaps; they only rely on order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Position(pub u64);
 

@@ -112,7 +112,14 @@ mod tests {
 
     #[test]
     fn rejects_names_without_a_lowercase_category_or_an_id() {
-        for bad in ["", "notification", "notification-", "-abc", "Notif-1", "a b-1"] {
+        for bad in [
+            "",
+            "notification",
+            "notification-",
+            "-abc",
+            "Notif-1",
+            "a b-1",
+        ] {
             assert!(bad.parse::<StreamName>().is_err(), "{bad:?} was accepted");
         }
     }

@@ -28,7 +28,10 @@ pub async fn appends_a_new_stream_and_reads_it_back(store: &impl EventStore) {
     }
     assert!(read.windows(2).all(|w| w[0].position < w[1].position));
     assert_eq!(read[2].position, result.last_position);
-    assert_eq!(store.head_position().await.expect("head"), result.last_position);
+    assert_eq!(
+        store.head_position().await.expect("head"),
+        result.last_position
+    );
 }
 
 pub async fn no_stream_is_refused_once_the_stream_exists(store: &impl EventStore) {
@@ -45,18 +48,30 @@ pub async fn no_stream_is_refused_once_the_stream_exists(store: &impl EventStore
     assert!(
         matches!(
             refused,
-            Err(AppendError::WrongExpectedVersion { actual: Some(1), expected: ExpectedVersion::NoStream, .. })
+            Err(AppendError::WrongExpectedVersion {
+                actual: Some(1),
+                expected: ExpectedVersion::NoStream,
+                ..
+            })
         ),
         "{refused:?}"
     );
-    assert_eq!(store.read_stream(&name, 0, 100).await.expect("read").len(), 2);
+    assert_eq!(
+        store.read_stream(&name, 0, 100).await.expect("read").len(),
+        2
+    );
 }
 
 pub async fn exact_version_is_the_optimistic_lock(store: &impl EventStore) {
     let name = stream("template");
-    let missing = store.append(&name, ExpectedVersion::Exact(0), events(1)).await;
+    let missing = store
+        .append(&name, ExpectedVersion::Exact(0), events(1))
+        .await;
     assert!(
-        matches!(missing, Err(AppendError::WrongExpectedVersion { actual: None, .. })),
+        matches!(
+            missing,
+            Err(AppendError::WrongExpectedVersion { actual: None, .. })
+        ),
         "{missing:?}"
     );
 
@@ -70,15 +85,24 @@ pub async fn exact_version_is_the_optimistic_lock(store: &impl EventStore) {
         .expect("append at the expected version");
     assert_eq!(next.last_version, 2);
 
-    let stale = store.append(&name, ExpectedVersion::Exact(0), events(1)).await;
+    let stale = store
+        .append(&name, ExpectedVersion::Exact(0), events(1))
+        .await;
     assert!(
         matches!(
             stale,
-            Err(AppendError::WrongExpectedVersion { actual: Some(2), expected: ExpectedVersion::Exact(0), .. })
+            Err(AppendError::WrongExpectedVersion {
+                actual: Some(2),
+                expected: ExpectedVersion::Exact(0),
+                ..
+            })
         ),
         "{stale:?}"
     );
-    assert_eq!(store.read_stream(&name, 0, 100).await.expect("read").len(), 3);
+    assert_eq!(
+        store.read_stream(&name, 0, 100).await.expect("read").len(),
+        3
+    );
 }
 
 pub async fn any_version_appends_whatever_the_state(store: &impl EventStore) {
@@ -121,7 +145,10 @@ pub async fn retrying_an_append_returns_the_first_result(store: &impl EventStore
         .expect("a retry is not an error");
 
     assert_eq!(retried, first);
-    assert_eq!(store.read_stream(&name, 0, 100).await.expect("read").len(), 3);
+    assert_eq!(
+        store.read_stream(&name, 0, 100).await.expect("read").len(),
+        3
+    );
 }
 
 pub async fn reusing_some_event_ids_is_a_conflict(store: &impl EventStore) {
@@ -141,13 +168,24 @@ pub async fn reusing_some_event_ids_is_a_conflict(store: &impl EventStore) {
     );
 
     let other_stream = store
-        .append(&stream("notification"), ExpectedVersion::Any, vec![stored.clone()])
+        .append(
+            &stream("notification"),
+            ExpectedVersion::Any,
+            vec![stored.clone()],
+        )
         .await;
     assert!(
         matches!(other_stream, Err(AppendError::EventIdConflict { .. })),
         "{other_stream:?}"
     );
-    assert_eq!(store.read_all(Position::START, 100).await.expect("read").len(), 1);
+    assert_eq!(
+        store
+            .read_all(Position::START, 100)
+            .await
+            .expect("read")
+            .len(),
+        1
+    );
 }
 
 pub async fn reads_a_stream_from_a_version_with_a_limit(store: &impl EventStore) {
@@ -167,8 +205,20 @@ pub async fn reads_a_stream_from_a_version_with_a_limit(store: &impl EventStore)
     let versions: Vec<u64> = middle.iter().map(|e| e.version).collect();
     assert_eq!(versions, [1, 2, 3]);
     assert_same_event(&middle[0], &appended[1]);
-    assert!(store.read_stream(&name, 5, 10).await.expect("read past the end").is_empty());
-    assert!(store.read_stream(&stream("subject"), 0, 10).await.expect("missing").is_empty());
+    assert!(
+        store
+            .read_stream(&name, 5, 10)
+            .await
+            .expect("read past the end")
+            .is_empty()
+    );
+    assert!(
+        store
+            .read_stream(&stream("subject"), 0, 10)
+            .await
+            .expect("missing")
+            .is_empty()
+    );
 }
 
 pub async fn reads_the_global_log_in_pages(store: &impl EventStore) {
@@ -225,13 +275,18 @@ pub async fn concurrent_writers_to_one_stream_never_both_win<S: EventStore + Clo
                 winners += 1;
                 assert_eq!(result.last_version, 1);
             }
-            Err(AppendError::WrongExpectedVersion { actual: Some(1), .. }) => {}
+            Err(AppendError::WrongExpectedVersion {
+                actual: Some(1), ..
+            }) => {}
             Err(other) => panic!("unexpected {other:?}"),
         }
     }
 
     assert_eq!(winners, 1);
-    assert_eq!(store.read_stream(&name, 0, 100).await.expect("read").len(), 2);
+    assert_eq!(
+        store.read_stream(&name, 0, 100).await.expect("read").len(),
+        2
+    );
 }
 
 pub async fn a_subscription_catches_up_then_follows_live(store: &impl EventStore) {
@@ -250,7 +305,11 @@ pub async fn a_subscription_catches_up_then_follows_live(store: &impl EventStore
             .expect("backlog event");
         assert_same_event(&recorded, original);
     }
-    assert!(next_within(&mut from_start, Duration::from_millis(200)).await.is_none());
+    assert!(
+        next_within(&mut from_start, Duration::from_millis(200))
+            .await
+            .is_none()
+    );
 
     // From the head: only what commits afterwards, delivered live.
     let mut from_head = store.subscribe_all(first.last_position);

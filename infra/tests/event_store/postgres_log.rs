@@ -34,7 +34,11 @@ async fn a_follower_never_passes_an_append_that_commits_late(pool: PgPool) {
         let (store, late) = (store.clone(), late.clone());
         async move {
             store
-                .append(&stream("notification"), ExpectedVersion::NoStream, vec![late])
+                .append(
+                    &stream("notification"),
+                    ExpectedVersion::NoStream,
+                    vec![late],
+                )
                 .await
         }
     });
@@ -54,10 +58,18 @@ async fn a_follower_never_passes_an_append_that_commits_late(pool: PgPool) {
     });
 
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(!writer_b.is_finished(), "B committed while the earlier A was still open");
-    assert!(!writer_c.is_finished(), "a raw INSERT committed while A was still open");
     assert!(
-        next_within(&mut follower, Duration::from_millis(300)).await.is_none(),
+        !writer_b.is_finished(),
+        "B committed while the earlier A was still open"
+    );
+    assert!(
+        !writer_c.is_finished(),
+        "a raw INSERT committed while A was still open"
+    );
+    assert!(
+        next_within(&mut follower, Duration::from_millis(300))
+            .await
+            .is_none(),
         "the follower saw an event while A was still open"
     );
 
@@ -90,7 +102,11 @@ async fn a_follower_never_passes_an_append_that_commits_late(pool: PgPool) {
 async fn the_events_table_is_append_only(pool: PgPool) {
     let store = PgEventStore::new(pool.clone());
     store
-        .append(&stream("subject"), ExpectedVersion::NoStream, vec![event(1)])
+        .append(
+            &stream("subject"),
+            ExpectedVersion::NoStream,
+            vec![event(1)],
+        )
         .await
         .expect("append");
 

@@ -38,7 +38,10 @@ pub fn events(count: u64) -> Vec<NewEvent> {
 
 /// The next event of `subscription`, or `None` if none arrives within `wait`.
 pub async fn next_within(subscription: &mut Subscription, wait: Duration) -> Option<RecordedEvent> {
-    tokio::time::timeout(wait, subscription.next()).await.ok().flatten()
+    tokio::time::timeout(wait, subscription.next())
+        .await
+        .ok()
+        .flatten()
 }
 
 /// Asserts that `recorded` is `appended` as the store should have kept it.
