@@ -1,0 +1,417 @@
+//! Alarms: something happened to a subject; its custodians must know.
+//!
+//! Raising an alarm is the trigger; the delivery side fans it out into one notification per
+//! custodian. Acknowledging tells everyone someone is on it; resolving closes it.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::require_text;
+use crate::event::event_names;
+use crate::{Aggregate, AlarmId, DomainError, SubjectId};
+
+/// What kind of situation an alarm reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Situation {
+    /// The subject is missing.
+    Lost,
+    /// The subject is hurt.
+    Injured,
+    /// Someone found the subject and wants to get in touch.
+    Contact,
+    /// A drill: exercises the whole path without a real emergency.
+    Test,
+}
+
+/// Where the subject was last seen.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Location {
+    /// Degrees north, −90 to 90.
+    pub latitude: f64,
+    /// Degrees east, −180 to 180.
+    pub longitude: f64,
+}
+
+impl Location {
+    fn validate(&self) -> Result<(), DomainError> {
+        if !(self.latitude.is_finite() && (-90.0..=90.0).contains(&self.latitude)) {
+            return Err(DomainError::invalid(
+                "latitude",
+                "must be between -90 and 90",
+            ));
+        }
+        if !(self.longitude.is_finite() && (-180.0..=180.0).contains(&self.longitude)) {
+            return Err(DomainError::invalid(
+                "longitude",
+                "must be between -180 and 180",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Where an alarm is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlarmStatus {
+    /// Raised, nobody has reacted yet.
+    #[default]
+    Raised,
+    /// Someone is on it.
+    Acknowledged,
+    /// Closed.
+    Resolved,
+}
+
+impl AlarmStatus {
+    fn name(self) -> &'static str {
+        match self {
+            AlarmStatus::Raised => "raised",
+            AlarmStatus::Acknowledged => "acknowledged",
+            AlarmStatus::Resolved => "resolved",
+        }
+    }
+}
+
+/// The alarm aggregate.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Alarm {
+    /// `None` until raised.
+    pub id: Option<AlarmId>,
+    /// The subject concerned.
+    pub subject_id: Option<SubjectId>,
+    /// What happened.
+    pub situation: Option<Situation>,
+    /// In the raiser's words.
+    pub description: String,
+    /// Last known location.
+    pub location: Option<Location>,
+    /// Where the alarm is in its life.
+    pub status: AlarmStatus,
+}
+
+impl Alarm {
+    /// Whether the alarm was raised and is not resolved.
+    pub fn is_open(&self) -> bool {
+        self.id.is_some() && self.status != AlarmStatus::Resolved
+    }
+}
+
+/// Commands of [`Alarm`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum AlarmCommand {
+    /// Raise a new alarm for a subject.
+    Raise {
+        /// The new alarm's id.
+        id: AlarmId,
+        /// The subject concerned.
+        subject_id: SubjectId,
+        /// What happened.
+        situation: Situation,
+        /// Details, in the raiser's words.
+        description: String,
+        /// Last known location.
+        location: Option<Location>,
+        /// Who raised it.
+        raised_by: String,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// Say someone is on it.
+    Acknowledge {
+        /// Who.
+        by: String,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// Close the alarm.
+    Resolve {
+        /// Who.
+        by: String,
+        /// How it ended.
+        note: Option<String>,
+        /// When.
+        at: DateTime<Utc>,
+    },
+}
+
+/// Payload of [`AlarmEvent::AlarmRaised`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlarmRaised {
+    /// The alarm's id.
+    pub id: AlarmId,
+    /// The subject concerned.
+    pub subject_id: SubjectId,
+    /// What happened.
+    pub situation: Situation,
+    /// Details.
+    pub description: String,
+    /// Last known location.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<Location>,
+    /// Who raised it.
+    pub raised_by: String,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// Payload of the events that move an alarm along.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlarmHandled {
+    /// Who acted.
+    pub by: String,
+    /// A note (resolutions only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// Events of [`Alarm`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data")]
+pub enum AlarmEvent {
+    /// An alarm was raised.
+    AlarmRaised(AlarmRaised),
+    /// Someone is on it.
+    AlarmAcknowledged(AlarmHandled),
+    /// It is closed.
+    AlarmResolved(AlarmHandled),
+}
+
+event_names!(AlarmEvent {
+    AlarmRaised,
+    AlarmAcknowledged,
+    AlarmResolved,
+});
+
+impl Aggregate for Alarm {
+    const CATEGORY: &'static str = "alarm";
+    type Command = AlarmCommand;
+    type Event = AlarmEvent;
+
+    fn decide(&self, command: AlarmCommand) -> Result<Vec<AlarmEvent>, DomainError> {
+        let refuse = |command| DomainError::InvalidTransition {
+            aggregate: Self::CATEGORY,
+            state: self.status.name(),
+            command,
+        };
+        if self.id.is_none() && !matches!(command, AlarmCommand::Raise { .. }) {
+            return Err(DomainError::NotFound {
+                aggregate: Self::CATEGORY,
+            });
+        }
+        let event = match command {
+            AlarmCommand::Raise {
+                id,
+                subject_id,
+                situation,
+                description,
+                location,
+                raised_by,
+                at,
+            } => {
+                if self.id.is_some() {
+                    return Err(DomainError::AlreadyExists {
+                        aggregate: Self::CATEGORY,
+                    });
+                }
+                require_text("description", &description, 1_000)?;
+                if let Some(location) = &location {
+                    location.validate()?;
+                }
+                AlarmEvent::AlarmRaised(AlarmRaised {
+                    id,
+                    subject_id,
+                    situation,
+                    description,
+                    location,
+                    raised_by,
+                    at,
+                })
+            }
+            AlarmCommand::Acknowledge { by, at } => match self.status {
+                AlarmStatus::Raised => {
+                    AlarmEvent::AlarmAcknowledged(AlarmHandled { by, note: None, at })
+                }
+                AlarmStatus::Acknowledged | AlarmStatus::Resolved => {
+                    return Err(refuse("acknowledge"));
+                }
+            },
+            AlarmCommand::Resolve { by, note, at } => match self.status {
+                AlarmStatus::Raised | AlarmStatus::Acknowledged => {
+                    if let Some(note) = &note {
+                        require_text("note", note, 1_000)?;
+                    }
+                    AlarmEvent::AlarmResolved(AlarmHandled { by, note, at })
+                }
+                AlarmStatus::Resolved => return Err(refuse("resolve")),
+            },
+        };
+        Ok(vec![event])
+    }
+
+    fn evolve(mut self, event: &AlarmEvent) -> Self {
+        match event {
+            AlarmEvent::AlarmRaised(raised) => {
+                self.id = Some(raised.id);
+                self.subject_id = Some(raised.subject_id);
+                self.situation = Some(raised.situation);
+                self.description.clone_from(&raised.description);
+                self.location = raised.location;
+                self.status = AlarmStatus::Raised;
+            }
+            AlarmEvent::AlarmAcknowledged(_) => self.status = AlarmStatus::Acknowledged,
+            AlarmEvent::AlarmResolved(_) => self.status = AlarmStatus::Resolved,
+        }
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use proptest::prelude::*;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::DomainEvent;
+    use crate::testing::{assert_stored_form, given, run_history};
+
+    fn at() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 28, 9, 0, 0)
+            .single()
+            .expect("valid time")
+    }
+
+    fn raise(location: Option<Location>) -> AlarmCommand {
+        AlarmCommand::Raise {
+            id: AlarmId(Uuid::nil()),
+            subject_id: SubjectId(Uuid::nil()),
+            situation: Situation::Lost,
+            description: "Not home".to_owned(),
+            location,
+            raised_by: "integrator".to_owned(),
+            at: at(),
+        }
+    }
+
+    fn raised() -> AlarmEvent {
+        AlarmEvent::AlarmRaised(AlarmRaised {
+            id: AlarmId(Uuid::nil()),
+            subject_id: SubjectId(Uuid::nil()),
+            situation: Situation::Lost,
+            description: "Not home".to_owned(),
+            location: None,
+            raised_by: "integrator".to_owned(),
+            at: at(),
+        })
+    }
+
+    fn handled(note: Option<&str>) -> AlarmHandled {
+        AlarmHandled {
+            by: "ana".to_owned(),
+            note: note.map(str::to_owned),
+            at: at(),
+        }
+    }
+
+    fn acknowledge() -> AlarmCommand {
+        AlarmCommand::Acknowledge {
+            by: "ana".to_owned(),
+            at: at(),
+        }
+    }
+
+    fn resolve() -> AlarmCommand {
+        AlarmCommand::Resolve {
+            by: "ana".to_owned(),
+            note: Some("Found".to_owned()),
+            at: at(),
+        }
+    }
+
+    #[test]
+    fn raise_acknowledge_resolve() {
+        given::<Alarm>(&[]).when(raise(None)).then(&[raised()]);
+        given::<Alarm>(&[raised()])
+            .when(acknowledge())
+            .then(&[AlarmEvent::AlarmAcknowledged(handled(None))]);
+        let closed = given::<Alarm>(&[raised(), AlarmEvent::AlarmAcknowledged(handled(None))])
+            .when(resolve())
+            .then(&[AlarmEvent::AlarmResolved(handled(Some("Found")))]);
+        assert!(!closed.is_open());
+        // Resolving without acknowledging first is allowed.
+        given::<Alarm>(&[raised()])
+            .when(resolve())
+            .then(&[AlarmEvent::AlarmResolved(handled(Some("Found")))]);
+    }
+
+    #[test]
+    fn refused_transitions() {
+        let acknowledged = [raised(), AlarmEvent::AlarmAcknowledged(handled(None))];
+        let resolved = [raised(), AlarmEvent::AlarmResolved(handled(None))];
+        given::<Alarm>(&[raised()])
+            .when(raise(None))
+            .then_error(DomainError::AlreadyExists { aggregate: "alarm" });
+        given::<Alarm>(&[])
+            .when(acknowledge())
+            .then_error(DomainError::NotFound { aggregate: "alarm" });
+        given::<Alarm>(&acknowledged)
+            .when(acknowledge())
+            .then_error(DomainError::InvalidTransition {
+                aggregate: "alarm",
+                state: "acknowledged",
+                command: "acknowledge",
+            });
+        given::<Alarm>(&resolved).when(acknowledge()).then_refused();
+        given::<Alarm>(&resolved).when(resolve()).then_refused();
+        for bad in [
+            Location {
+                latitude: 91.0,
+                longitude: 0.0,
+            },
+            Location {
+                latitude: 0.0,
+                longitude: -181.0,
+            },
+            Location {
+                latitude: f64::NAN,
+                longitude: 0.0,
+            },
+        ] {
+            given::<Alarm>(&[]).when(raise(Some(bad))).then_refused();
+        }
+    }
+
+    #[test]
+    fn every_event_has_its_stable_stored_form() {
+        let events = [
+            raised(),
+            AlarmEvent::AlarmAcknowledged(handled(None)),
+            AlarmEvent::AlarmResolved(handled(Some("ok"))),
+        ];
+        for event in &events {
+            assert_stored_form(event);
+        }
+        let names: Vec<&str> = events.iter().map(DomainEvent::event_type).collect();
+        assert_eq!(names, AlarmEvent::EVENT_TYPES);
+    }
+
+    proptest! {
+        #[test]
+        fn any_history_replays_to_the_same_state(choices in prop::collection::vec(0u8..3, 0..12)) {
+            let commands = choices
+                .into_iter()
+                .map(|choice| match choice {
+                    0 => raise(Some(Location { latitude: 40.4, longitude: -3.7 })),
+                    1 => acknowledge(),
+                    _ => resolve(),
+                })
+                .collect();
+            run_history::<Alarm>(commands);
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! What happened to a notification.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::command::{FailureKind, NotificationContent};
+use crate::event::event_names;
+use crate::{AlarmId, NotificationId, PhoneNumber, RetryPolicy, SubjectId};
+
+/// Payload of [`NotificationEvent::NotificationCreated`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NotificationCreated {
+    /// The notification's id.
+    pub id: NotificationId,
+    /// The subject it is about.
+    pub subject_id: SubjectId,
+    /// Where it goes.
+    pub recipient: PhoneNumber,
+    /// What it says.
+    pub content: NotificationContent,
+    /// Not before this time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_for: Option<DateTime<Utc>>,
+    /// Its retry schedule, fixed at creation.
+    pub retry_policy: RetryPolicy,
+    /// The alarm that caused it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alarm_id: Option<AlarmId>,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// Payload of [`NotificationEvent::NotificationScheduled`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotificationScheduled {
+    /// When it becomes due.
+    pub scheduled_for: DateTime<Utc>,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// Payload of events about one attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptEvent {
+    /// The attempt's number within its round, from 1.
+    pub attempt: u32,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// Payload of [`NotificationEvent::DeliveryAttemptStarted`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryAttemptStarted {
+    /// The attempt's number within its round, from 1.
+    pub attempt: u32,
+    /// The dispatcher that claimed it.
+    pub dispatcher: String,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// Payload of [`NotificationEvent::NotificationSent`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotificationSent {
+    /// The attempt that succeeded.
+    pub attempt: u32,
+    /// The provider's message id.
+    pub provider_message_id: String,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// Why an attempt or a delivery failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryError {
+    /// The provider's error code, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<i64>,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// Payload of [`NotificationEvent::DeliveryAttemptFailed`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryAttemptFailed {
+    /// The attempt that failed.
+    pub attempt: u32,
+    /// Why.
+    pub error: DeliveryError,
+    /// Whether retrying may help.
+    pub kind: FailureKind,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// Payload of [`NotificationEvent::RetryScheduled`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetryScheduled {
+    /// The attempt that will be made.
+    pub attempt: u32,
+    /// Not before this time.
+    pub not_before: DateTime<Utc>,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// Why a notification ended failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureReason {
+    /// The provider refused it for good.
+    PermanentError,
+    /// Every attempt of the round failed.
+    MaxAttemptsReached,
+    /// An attempt's outcome was unknown and the policy said to give up.
+    OutcomeUnknown,
+}
+
+/// Payload of [`NotificationEvent::NotificationFailed`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotificationFailed {
+    /// Why.
+    pub reason: FailureReason,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// Payload of [`NotificationEvent::NotificationUndelivered`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotificationUndelivered {
+    /// What the provider reported.
+    pub error: DeliveryError,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// Payload of [`NotificationEvent::NotificationCancelled`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotificationCancelled {
+    /// Why.
+    pub reason: String,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// Payload of [`NotificationEvent::NotificationRetryRequested`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotificationRetryRequested {
+    /// Who asked.
+    pub requested_by: String,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// Payload of events that only carry a time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusReached {
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// Events of [`super::Notification`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data")]
+pub enum NotificationEvent {
+    /// A notification was accepted.
+    NotificationCreated(NotificationCreated),
+    /// It waits for its scheduled time.
+    NotificationScheduled(NotificationScheduled),
+    /// It waits for a dispatcher (the dispatcher subscribes to this event).
+    NotificationQueued(AttemptEvent),
+    /// A dispatcher claimed it for an attempt.
+    DeliveryAttemptStarted(DeliveryAttemptStarted),
+    /// The provider accepted it.
+    NotificationSent(NotificationSent),
+    /// An attempt failed.
+    DeliveryAttemptFailed(DeliveryAttemptFailed),
+    /// An attempt's outcome is unknown (its dispatcher vanished).
+    DeliveryOutcomeUnknown(AttemptEvent),
+    /// Another attempt will be made later.
+    RetryScheduled(RetryScheduled),
+    /// No further attempt will be made (until a manual retry).
+    NotificationFailed(NotificationFailed),
+    /// The provider reports it reached the handset.
+    NotificationDelivered(StatusReached),
+    /// The provider reports the recipient read it.
+    NotificationRead(StatusReached),
+    /// The provider reports it could not be delivered after all.
+    NotificationUndelivered(NotificationUndelivered),
+    /// It was stopped before being sent.
+    NotificationCancelled(NotificationCancelled),
+    /// Someone asked to try a failed notification again.
+    NotificationRetryRequested(NotificationRetryRequested),
+}
+
+event_names!(NotificationEvent {
+    NotificationCreated,
+    NotificationScheduled,
+    NotificationQueued,
+    DeliveryAttemptStarted,
+    NotificationSent,
+    DeliveryAttemptFailed,
+    DeliveryOutcomeUnknown,
+    RetryScheduled,
+    NotificationFailed,
+    NotificationDelivered,
+    NotificationRead,
+    NotificationUndelivered,
+    NotificationCancelled,
+    NotificationRetryRequested,
+});
