@@ -11,6 +11,7 @@
 //! The contract every adapter must honour is written down once, as the conformance suite in
 //! `infra/tests/event_store_conformance.rs`.
 
+mod codec;
 mod error;
 mod event;
 mod position;
@@ -19,6 +20,7 @@ mod subscription;
 
 use std::future::Future;
 
+pub use codec::CodecError;
 pub use error::{AppendError, StoreError};
 pub use event::{Actor, EventMetadata, NewEvent, RecordedEvent};
 pub use position::{AppendResult, ExpectedVersion, Position, StreamVersion};

@@ -1,9 +1,10 @@
 //! Keryu's adapters: everything that touches the outside world on behalf of the domain.
 //!
 //! The [`event_store`] module is the port every other part of Keryu writes to and reads from;
-//! [`postgres`] is its default adapter. [`config`] holds the one typed configuration the binary
-//! loads at start.
+//! [`postgres`] is its default adapter, and [`repository`] runs domain commands against it.
+//! [`config`] holds the one typed configuration the binary loads at start.
 
 pub mod config;
 pub mod event_store;
 pub mod postgres;
+pub mod repository;

@@ -26,7 +26,7 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 pub async fn connect(config: &DatabaseConfig) -> Result<PgPool, sqlx::Error> {
     PgPoolOptions::new()
         .max_connections(config.max_connections)
-        .connect(&config.url)
+        .connect(config.url.expose())
         .await
 }
 
@@ -36,10 +36,10 @@ pub async fn connect(config: &DatabaseConfig) -> Result<PgPool, sqlx::Error> {
 /// # Errors
 /// When the server cannot be reached or refuses to create the database.
 pub async fn create_database_if_missing(config: &DatabaseConfig) -> Result<bool, sqlx::Error> {
-    if Postgres::database_exists(&config.url).await? {
+    if Postgres::database_exists(config.url.expose()).await? {
         return Ok(false);
     }
-    Postgres::create_database(&config.url).await?;
+    Postgres::create_database(config.url.expose()).await?;
     Ok(true)
 }
 

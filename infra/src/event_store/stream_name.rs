@@ -3,6 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use keryu_domain::Aggregate;
 use serde::{Deserialize, Serialize};
 
 /// The name of one aggregate's stream, `<category>-<id>` (e.g. `notification-0190…`).
@@ -31,6 +32,14 @@ impl StreamName {
     /// empty.
     pub fn new(category: &str, id: impl fmt::Display) -> Result<Self, InvalidStreamName> {
         format!("{category}-{id}").parse()
+    }
+
+    /// The stream of the aggregate `A` with this `id`: `<A::CATEGORY>-<id>`.
+    ///
+    /// # Errors
+    /// [`InvalidStreamName`] when `A::CATEGORY` is not a valid category (a bug in `A`).
+    pub fn of<A: Aggregate>(id: impl fmt::Display) -> Result<Self, InvalidStreamName> {
+        Self::new(A::CATEGORY, id)
     }
 
     /// The category, the part before the first `-`.

@@ -1,0 +1,105 @@
+//! Between domain events and the store's rows: the stable type name goes to `event_type`, the
+//! payload to `data`, and the shape's version to `schema_version`.
+//!
+//! Domain event enums serialise adjacently tagged (`{"type": …, "data": …}`), so the split is
+//! mechanical and the JSON in `data` is exactly the payload struct's serde form.
+
+use keryu_domain::DomainEvent;
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::{EventMetadata, NewEvent, RecordedEvent};
+
+/// A domain event that could not be turned into a stored event, or back.
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    /// serde could not encode or decode the payload.
+    #[error("event {event_type} does not (de)serialise")]
+    Json {
+        /// The event type involved.
+        event_type: String,
+        /// What serde reported.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The event's serde form is not `{"type": …, "data": …}`: the enum lacks
+    /// `#[serde(tag = "type", content = "data")]`.
+    #[error("event {event_type} does not serialise adjacently tagged")]
+    NotAdjacentlyTagged {
+        /// The event type involved.
+        event_type: String,
+    },
+    /// The stored shape is older or newer than this build understands and no upcaster covers it.
+    #[error(
+        "event {event_type} is stored with schema version {stored}, this build reads {current}"
+    )]
+    UnsupportedSchemaVersion {
+        /// The event type involved.
+        event_type: String,
+        /// The version found in the store.
+        stored: u16,
+        /// The version this build writes.
+        current: u16,
+    },
+}
+
+impl NewEvent {
+    /// Encodes `event` for appending under the writer-chosen `event_id`.
+    ///
+    /// # Errors
+    /// [`CodecError`] when the event does not serialise in the adjacently tagged form.
+    pub fn from_domain<E: DomainEvent>(
+        event_id: Uuid,
+        event: &E,
+        metadata: EventMetadata,
+    ) -> Result<NewEvent, CodecError> {
+        let event_type = event.event_type();
+        let encoded = serde_json::to_value(event).map_err(|source| CodecError::Json {
+            event_type: event_type.to_owned(),
+            source,
+        })?;
+        let Value::Object(mut tagged) = encoded else {
+            return Err(CodecError::NotAdjacentlyTagged {
+                event_type: event_type.to_owned(),
+            });
+        };
+        if tagged.get("type").and_then(Value::as_str) != Some(event_type) {
+            return Err(CodecError::NotAdjacentlyTagged {
+                event_type: event_type.to_owned(),
+            });
+        }
+        Ok(NewEvent {
+            event_id,
+            event_type: event_type.to_owned(),
+            schema_version: event.schema_version(),
+            // A variant without payload has no "data"; store an empty object rather than null.
+            data: tagged
+                .remove("data")
+                .unwrap_or_else(|| Value::Object(Map::new())),
+            metadata,
+        })
+    }
+}
+
+impl RecordedEvent {
+    /// Decodes the stored event into the domain's event type `E`.
+    ///
+    /// # Errors
+    /// [`CodecError`] when the type is unknown to `E`, the payload does not match it, or it was
+    /// stored with a schema version this build does not read.
+    pub fn to_domain<E: DomainEvent>(&self) -> Result<E, CodecError> {
+        let tagged = serde_json::json!({ "type": self.event_type, "data": self.data });
+        let event: E = serde_json::from_value(tagged).map_err(|source| CodecError::Json {
+            event_type: self.event_type.clone(),
+            source,
+        })?;
+        if event.schema_version() != self.schema_version {
+            return Err(CodecError::UnsupportedSchemaVersion {
+                event_type: self.event_type.clone(),
+                stored: self.schema_version,
+                current: event.schema_version(),
+            });
+        }
+        Ok(event)
+    }
+}

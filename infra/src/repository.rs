@@ -1,0 +1,145 @@
+//! Aggregates on top of the event store: load one by replaying its stream, run a command
+//! against it, and append what it decided with the version it was loaded at.
+//!
+//! This is the only place where the pure domain meets the store. The loop is the whole
+//! optimistic-concurrency protocol: when another writer appended first, the aggregate is
+//! reloaded and the command decided again against the newer state, a bounded number of times.
+
+use keryu_domain::{Aggregate, DomainError};
+use uuid::Uuid;
+
+use crate::event_store::{
+    AppendError, CodecError, EventMetadata, EventStore, ExpectedVersion, NewEvent, Position,
+    StoreError, StreamName, StreamVersion,
+};
+
+/// Events read per query while replaying a stream.
+const PAGE_SIZE: usize = 500;
+
+/// An aggregate as of the last event of its stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Loaded<A> {
+    /// The state folded from every event of the stream (the default state if there is none).
+    pub state: A,
+    /// The version of the stream's last event, `None` when the stream does not exist.
+    pub version: Option<StreamVersion>,
+}
+
+/// What executing a command did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Executed<A: Aggregate> {
+    /// The aggregate after the new events.
+    pub state: A,
+    /// The events the command produced; empty when it was a no-op (e.g. a duplicate callback).
+    pub events: Vec<A::Event>,
+    /// The global position of the last new event, for read-your-writes; `None` for a no-op.
+    pub position: Option<Position>,
+}
+
+/// A command could not be executed.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// The domain refused the command; nothing was written.
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    /// Other writers kept changing the aggregate for every attempt.
+    #[error("stream {stream} kept changing during {attempts} attempts")]
+    Contention {
+        /// The contended stream.
+        stream: StreamName,
+        /// How many times the command was decided.
+        attempts: u32,
+    },
+    /// A stored event does not decode, or a new one does not encode.
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    /// The store failed or refused the append for a reason other than concurrency.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The append was refused for a reason other than concurrency (a bug in the caller).
+    #[error(transparent)]
+    Append(AppendError),
+}
+
+/// Replays `stream` into the aggregate `A`.
+///
+/// # Errors
+/// [`CommandError::Store`] when the store fails, [`CommandError::Codec`] when an event does not
+/// decode into `A::Event`.
+pub async fn load<A: Aggregate>(
+    store: &impl EventStore,
+    stream: &StreamName,
+) -> Result<Loaded<A>, CommandError> {
+    let mut loaded = Loaded {
+        state: A::default(),
+        version: None,
+    };
+    loop {
+        let from = loaded.version.map_or(0, |version| version + 1);
+        let page = store.read_stream(stream, from, PAGE_SIZE).await?;
+        let full_page = page.len() == PAGE_SIZE;
+        for recorded in page {
+            let event: A::Event = recorded.to_domain()?;
+            loaded.state = loaded.state.evolve(&event);
+            loaded.version = Some(recorded.version);
+        }
+        if !full_page {
+            return Ok(loaded);
+        }
+    }
+}
+
+/// Loads `stream`, decides `command` against it and appends the resulting events, trying up to
+/// `max_attempts` times (at least once) when a concurrent writer got there first.
+///
+/// # Errors
+/// [`CommandError::Domain`] when the command does not apply; [`CommandError::Contention`] when
+/// every attempt lost the race; the store's and codec's errors otherwise.
+pub async fn execute<A>(
+    store: &impl EventStore,
+    stream: &StreamName,
+    command: A::Command,
+    metadata: &EventMetadata,
+    max_attempts: u32,
+) -> Result<Executed<A>, CommandError>
+where
+    A: Aggregate,
+    A::Command: Clone,
+{
+    let max_attempts = max_attempts.max(1);
+    for _ in 0..max_attempts {
+        let Loaded { state, version } = load::<A>(store, stream).await?;
+        let events = state.decide(command.clone())?;
+        if events.is_empty() {
+            return Ok(Executed {
+                state,
+                events,
+                position: None,
+            });
+        }
+        let new_events = events
+            .iter()
+            .map(|event| NewEvent::from_domain(Uuid::now_v7(), event, metadata.clone()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let expected = version.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
+        match store.append(stream, expected, new_events).await {
+            Ok(appended) => {
+                let state = events.iter().fold(state, A::evolve);
+                return Ok(Executed {
+                    state,
+                    events,
+                    position: Some(appended.last_position),
+                });
+            }
+            Err(AppendError::WrongExpectedVersion { .. }) => {
+                tracing::debug!(%stream, "concurrent append; deciding again");
+            }
+            Err(AppendError::Store(error)) => return Err(CommandError::Store(error)),
+            Err(other) => return Err(CommandError::Append(other)),
+        }
+    }
+    Err(CommandError::Contention {
+        stream: stream.clone(),
+        attempts: max_attempts,
+    })
+}

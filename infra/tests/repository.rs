@@ -1,0 +1,222 @@
+//! Domain aggregates on the PostgreSQL store: events keep their stable JSON form, commands are
+//! decided against the latest state, and concurrent commands are retried instead of lost.
+
+use std::collections::BTreeSet;
+
+use chrono::Utc;
+use keryu_domain::subject::{Subject, SubjectCommand, SubjectEvent};
+use keryu_domain::{Aggregate, CustodianId, DomainError, DomainEvent, SubjectId};
+use keryu_infra::event_store::{
+    CodecError, EventMetadata, EventStore, ExpectedVersion, NewEvent, StreamName,
+};
+use keryu_infra::postgres::PgEventStore;
+use keryu_infra::repository::{self, CommandError};
+use sqlx::PgPool;
+use uuid::Uuid;
+
+fn register(id: SubjectId) -> SubjectCommand {
+    SubjectCommand::Register {
+        id,
+        name: "Ana".to_owned(),
+        phone: "+14155238886".parse().expect("valid phone"),
+        preferences: serde_json::json!({ "language": "es" }),
+        at: Utc::now(),
+    }
+}
+
+fn metadata() -> EventMetadata {
+    EventMetadata {
+        correlation_id: Uuid::now_v7(),
+        ..EventMetadata::default()
+    }
+}
+
+#[sqlx::test(migrator = "keryu_infra::postgres::MIGRATOR")]
+async fn events_are_stored_in_their_stable_form_and_replay(pool: PgPool) {
+    let store = PgEventStore::new(pool.clone());
+    let id = SubjectId(Uuid::now_v7());
+    let stream = StreamName::of::<Subject>(id).expect("stream name");
+
+    let executed = repository::execute::<Subject>(&store, &stream, register(id), &metadata(), 3)
+        .await
+        .expect("register");
+
+    let stored = store.read_stream(&stream, 0, 10).await.expect("read");
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].event_type, "SubjectRegistered");
+    assert_eq!(stored[0].schema_version, 1);
+    assert_eq!(stored[0].data["phone"], "+14155238886");
+    assert_eq!(stored[0].data["preferences"]["language"], "es");
+    assert!(
+        stored[0].data.get("type").is_none(),
+        "the tag is a column, not data"
+    );
+    assert_eq!(executed.position, Some(stored[0].position));
+
+    let loaded = repository::load::<Subject>(&store, &stream)
+        .await
+        .expect("load");
+    assert_eq!(loaded.version, Some(0));
+    assert_eq!(loaded.state, executed.state);
+    assert_eq!(loaded.state, Subject::replay(&executed.events));
+}
+
+#[sqlx::test(migrator = "keryu_infra::postgres::MIGRATOR")]
+async fn refused_commands_and_no_ops_write_nothing(pool: PgPool) {
+    let store = PgEventStore::new(pool);
+    let id = SubjectId(Uuid::now_v7());
+    let stream = StreamName::of::<Subject>(id).expect("stream name");
+    repository::execute::<Subject>(&store, &stream, register(id), &metadata(), 3)
+        .await
+        .expect("register");
+
+    let again = repository::execute::<Subject>(&store, &stream, register(id), &metadata(), 3).await;
+    assert!(
+        matches!(
+            again,
+            Err(CommandError::Domain(DomainError::AlreadyExists { .. }))
+        ),
+        "{again:?}"
+    );
+    let unchanged = SubjectCommand::Update {
+        name: Some("Ana".to_owned()),
+        phone: None,
+        preferences: None,
+        at: Utc::now(),
+    };
+    let no_op = repository::execute::<Subject>(&store, &stream, unchanged, &metadata(), 3)
+        .await
+        .expect("a no-op is accepted");
+    assert!(no_op.events.is_empty());
+    assert_eq!(no_op.position, None);
+    assert_eq!(
+        store.read_stream(&stream, 0, 10).await.expect("read").len(),
+        1
+    );
+}
+
+/// Ten custodians are assigned concurrently, each by a command that adds one to the set it
+/// loaded. Optimistic concurrency with retries must keep every one of them.
+#[sqlx::test(migrator = "keryu_infra::postgres::MIGRATOR")]
+async fn concurrent_commands_are_retried_not_lost(pool: PgPool) {
+    let store = PgEventStore::new(pool);
+    let id = SubjectId(Uuid::now_v7());
+    let stream = StreamName::of::<Subject>(id).expect("stream name");
+    repository::execute::<Subject>(&store, &stream, register(id), &metadata(), 3)
+        .await
+        .expect("register");
+
+    let tasks: Vec<_> = (0..10u128)
+        .map(|n| {
+            let (store, stream) = (store.clone(), stream.clone());
+            tokio::spawn(async move {
+                // Read-modify-write: the command depends on the state it was decided against,
+                // so each retry recomputes it from the freshly loaded state.
+                loop {
+                    let loaded = repository::load::<Subject>(&store, &stream)
+                        .await
+                        .expect("load");
+                    let mut custodians = loaded.state.custodians.clone();
+                    custodians.insert(CustodianId(Uuid::from_u128(n + 1)));
+                    let command = SubjectCommand::AssignCustodians {
+                        custodian_ids: custodians,
+                        at: Utc::now(),
+                    };
+                    let events = loaded.state.decide(command).expect("decide");
+                    let new_events = events
+                        .iter()
+                        .map(|e| NewEvent::from_domain(Uuid::now_v7(), e, metadata()))
+                        .collect::<Result<Vec<_>, _>>()
+                        .expect("encode");
+                    let expected = loaded
+                        .version
+                        .map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
+                    if store.append(&stream, expected, new_events).await.is_ok() {
+                        return;
+                    }
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("task");
+    }
+
+    let loaded = repository::load::<Subject>(&store, &stream)
+        .await
+        .expect("load");
+    let expected: BTreeSet<CustodianId> = (1..=10u128)
+        .map(|n| CustodianId(Uuid::from_u128(n)))
+        .collect();
+    assert_eq!(loaded.state.custodians, expected);
+    assert_eq!(loaded.version, Some(10));
+}
+
+/// `execute` itself retries a command that lost the race, up to its bound.
+#[sqlx::test(migrator = "keryu_infra::postgres::MIGRATOR")]
+async fn execute_retries_on_conflict_and_reports_contention(pool: PgPool) {
+    let store = PgEventStore::new(pool);
+    let id = SubjectId(Uuid::now_v7());
+    let stream = StreamName::of::<Subject>(id).expect("stream name");
+    repository::execute::<Subject>(&store, &stream, register(id), &metadata(), 3)
+        .await
+        .expect("register");
+
+    let renames: Vec<_> = (0..8)
+        .map(|n| {
+            let (store, stream) = (store.clone(), stream.clone());
+            tokio::spawn(async move {
+                let rename = SubjectCommand::Update {
+                    name: Some(format!("Name {n}")),
+                    phone: None,
+                    preferences: None,
+                    at: Utc::now(),
+                };
+                repository::execute::<Subject>(&store, &stream, rename, &metadata(), 20).await
+            })
+        })
+        .collect();
+    let mut applied = 0;
+    for rename in renames {
+        let executed = rename
+            .await
+            .expect("task")
+            .expect("every rename eventually applies");
+        applied += executed.events.len();
+    }
+    assert_eq!(applied, 8);
+    let loaded = repository::load::<Subject>(&store, &stream)
+        .await
+        .expect("load");
+    assert_eq!(loaded.version, Some(8));
+}
+
+#[sqlx::test(migrator = "keryu_infra::postgres::MIGRATOR")]
+async fn an_unknown_schema_version_is_not_silently_misread(pool: PgPool) {
+    let store = PgEventStore::new(pool);
+    let id = SubjectId(Uuid::now_v7());
+    let stream = StreamName::of::<Subject>(id).expect("stream name");
+    let events = Subject::default().decide(register(id)).expect("decide");
+    let mut future = NewEvent::from_domain(Uuid::now_v7(), &events[0], metadata()).expect("encode");
+    assert_eq!(future.event_type, events[0].event_type());
+    future.schema_version = 2;
+    store
+        .append(&stream, ExpectedVersion::NoStream, vec![future])
+        .await
+        .expect("append");
+
+    let recorded = store.read_stream(&stream, 0, 1).await.expect("read");
+    let decoded = recorded[0].to_domain::<SubjectEvent>();
+    assert!(
+        matches!(
+            decoded,
+            Err(CodecError::UnsupportedSchemaVersion {
+                stored: 2,
+                current: 1,
+                ..
+            })
+        ),
+        "{decoded:?}"
+    );
+    assert!(repository::load::<Subject>(&store, &stream).await.is_err());
+}
