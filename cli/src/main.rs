@@ -1,7 +1,10 @@
 //! `keryu`: the one binary of Keryu. Every role of the service is a subcommand, so one artefact
 //! can be deployed everywhere and scaled per role.
 
+mod custodian;
 mod migrate;
+mod serve;
+mod token;
 
 use std::process::ExitCode;
 
@@ -17,13 +20,23 @@ use tracing_subscriber::EnvFilter;
 #[command(name = "keryu", version, about, long_about)]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    task: Task,
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {
+enum Task {
+    /// Run every role in one process (today: the command API), after migrating.
+    Serve,
+    /// Run the HTTP command API, after migrating.
+    CommandApi,
     /// Create the database if it is missing and bring its schema up to date.
     Migrate,
+    /// Administer custodians (users).
+    #[command(subcommand)]
+    Custodian(custodian::CustodianAction),
+    /// Mint bearer tokens for local use.
+    #[command(subcommand)]
+    Token(token::TokenAction),
 }
 
 #[tokio::main]
@@ -47,7 +60,13 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = Config::load()?;
-    match cli.command {
-        Command::Migrate => migrate::run(&config).await,
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
+    match cli.task {
+        Task::Serve | Task::CommandApi => serve::run(&config).await,
+        Task::Migrate => migrate::run(&config).await.map(drop),
+        Task::Custodian(action) => custodian::run(&config, action).await,
+        Task::Token(action) => token::run(&config, &action),
     }
 }

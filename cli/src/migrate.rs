@@ -3,9 +3,11 @@
 use anyhow::Context;
 use keryu_infra::config::Config;
 use keryu_infra::postgres;
+use sqlx::PgPool;
 
-/// Creates the database when missing, then applies every pending migration.
-pub async fn run(config: &Config) -> anyhow::Result<()> {
+/// Creates the database when missing, then applies every pending migration; returns a pool
+/// on the ready database for roles that go on to use it.
+pub async fn run(config: &Config) -> anyhow::Result<PgPool> {
     if postgres::create_database_if_missing(&config.database)
         .await
         .context("could not reach PostgreSQL to check that the database exists")?
@@ -22,5 +24,5 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
         migrations = postgres::MIGRATOR.iter().count(),
         "the database schema is up to date"
     );
-    Ok(())
+    Ok(pool)
 }

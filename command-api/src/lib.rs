@@ -1,5 +1,23 @@
-//! Keryu's command side: axum routes that turn HTTP requests into domain commands, with
-//! authentication, role checks, idempotency keys and the Twilio status webhook.
+//! Keryu's command side: axum routes that turn HTTP requests into domain commands.
 //!
-//! Empty until the command-side issue lands; the crate exists so the workspace already has the
-//! shape of ARCHITECTURE.md and the dependency arrows (domain ← infra ← command-api) are fixed.
+//! Every request is authenticated (bearer JWT), authorised by role ([`rbac`]), validated, and
+//! turned into one command on one aggregate; accepted commands append events and nothing else.
+//! Errors of every layer are answered as RFC 9457 problems ([`problem`]). A retried POST with an
+//! `Idempotency-Key` gets the first answer ([`idempotency`]).
+
+mod aggregates;
+pub mod auth;
+mod context;
+mod credentials;
+pub mod idempotency;
+mod json;
+pub mod problem;
+pub mod rbac;
+mod response;
+mod routes;
+mod state;
+
+pub use credentials::hash_password;
+pub use response::KERYU_POSITION;
+pub use routes::{custodian_id_for_email, router, template_id_for_name};
+pub use state::{AppState, Settings};

@@ -1,38 +1,16 @@
 //! `keryu migrate` and `keryu --help`, run as the real binary against the local PostgreSQL.
 
-use std::process::{Command, Output};
-
 use keryu_infra::event_store::{EventStore, ExpectedVersion, NewEvent, Position, StreamName};
 use keryu_infra::postgres::{MIGRATOR, PgEventStore};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-fn keryu(args: &[&str], env: &[(&str, &str)]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_keryu"))
-        .args(args)
-        .envs(env.iter().copied())
-        .output()
-        .expect("the keryu binary runs")
-}
-
-/// The server of the test environment's `DATABASE_URL`, with another database name.
-fn database_url(name: &str) -> String {
-    let server = std::env::var("DATABASE_URL").expect("DATABASE_URL is set for tests");
-    let (address, query) = server.split_once('?').unwrap_or((&server, ""));
-    let (server_root, _) = address
-        .rsplit_once('/')
-        .expect("a URL with a database path");
-    format!("{server_root}/{name}?{query}")
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
+use crate::support::{FreshDatabase, keryu, stderr};
 
 #[tokio::test]
 async fn migrate_creates_a_fresh_database_and_is_idempotent() {
-    let name = format!("keryu_migrate_{}", Uuid::new_v4().simple());
-    let url = database_url(&name);
+    let database = FreshDatabase::name("migrate");
+    let url = database.url();
 
     for run in ["first", "second"] {
         let output = keryu(&["migrate"], &[("DATABASE_URL", &url)]);
@@ -66,15 +44,7 @@ async fn migrate_creates_a_fresh_database_and_is_idempotent() {
     assert_eq!(store.head_position().await.expect("head"), Position(1));
     pool.close().await;
 
-    let admin = PgPool::connect(&database_url("postgres"))
-        .await
-        .expect("admin");
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE \"{name}\" WITH (FORCE)"
-    )))
-    .execute(&admin)
-    .await
-    .expect("drop the test database");
+    database.drop().await;
 }
 
 #[test]

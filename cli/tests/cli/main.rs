@@ -1,0 +1,5 @@
+//! The `keryu` binary, run as a user would run it, against the local PostgreSQL.
+
+mod migrate;
+mod serve;
+mod support;

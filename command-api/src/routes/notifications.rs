@@ -1,0 +1,227 @@
+//! Notification commands: create, retry, cancel.
+
+use std::collections::BTreeMap;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use keryu_domain::notification::{Notification, NotificationCommand, NotificationContent};
+use keryu_domain::subject::Subject;
+use keryu_domain::template::{MessageTemplate, render};
+use keryu_domain::{NotificationId, PhoneNumber, RetryPolicy, SubjectId, TemplateId};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::templates::template_id_for_name;
+use crate::aggregates::{execute, load};
+use crate::auth::Caller;
+use crate::context::RequestContext;
+use crate::json::{IdPath, JsonBody, OptionalJsonBody};
+use crate::problem::{Problem, ProblemKind};
+use crate::rbac::{Action, authorize, require_subject_access};
+use crate::response::Accepted;
+use crate::state::AppState;
+
+/// `POST /api/notifications`: a message to a subject, as free text or from an approved template.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateNotification {
+    subject_id: Uuid,
+    #[serde(default)]
+    body: Option<String>,
+    #[serde(default)]
+    template: Option<TemplateRef>,
+    #[serde(default)]
+    variables: BTreeMap<String, String>,
+    #[serde(default)]
+    scheduled_for: Option<DateTime<Utc>>,
+    #[serde(default)]
+    max_attempts: Option<u32>,
+}
+
+/// A template named by id or by name (exactly one).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateRef {
+    #[serde(default)]
+    id: Option<Uuid>,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+/// `POST /api/notifications/{id}/cancel`, all fields optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CancelNotification {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// What a notification command answers.
+#[derive(Debug, Serialize)]
+pub struct NotificationAccepted {
+    id: NotificationId,
+    status: &'static str,
+}
+
+fn validation(detail: impl Into<String>) -> Problem {
+    Problem::new(ProblemKind::Validation, detail)
+}
+
+/// Creates a notification; 202 because delivery happens later.
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    context: RequestContext,
+    JsonBody(request): JsonBody<CreateNotification>,
+) -> Result<Accepted<NotificationAccepted>, Problem> {
+    authorize(&caller, Action::CreateNotification)?;
+    let now = Utc::now();
+    if request.scheduled_for.is_some_and(|at| at <= now) {
+        return Err(validation("scheduled_for must be in the future"));
+    }
+    let max_attempts = request
+        .max_attempts
+        .unwrap_or(state.settings().default_max_attempts);
+    let retry_policy = RetryPolicy::with_max_attempts(max_attempts)?;
+    let subject_id = SubjectId(request.subject_id);
+    let recipient = active_subject_phone(&state, &caller, subject_id).await?;
+    let content = match (request.body, request.template) {
+        (Some(body), None) if request.variables.is_empty() => {
+            NotificationContent::FreeText { body }
+        }
+        (Some(_), None) => return Err(validation("variables need a template")),
+        (None, Some(template)) => template_content(&state, template, request.variables).await?,
+        _ => return Err(validation("give either a body or a template")),
+    };
+    let id = NotificationId(Uuid::now_v7());
+    let command = NotificationCommand::Create {
+        id,
+        subject_id,
+        recipient,
+        content,
+        scheduled_for: request.scheduled_for,
+        retry_policy,
+        alarm_id: None,
+        at: now,
+    };
+    let executed = execute::<Notification>(&state, id, command, &caller, &context).await?;
+    Ok(Accepted {
+        status: StatusCode::ACCEPTED,
+        location: Some(format!("/api/notifications/{id}")),
+        body: NotificationAccepted {
+            id,
+            status: executed.state.status.as_str(),
+        },
+        position: executed.position,
+    })
+}
+
+/// The phone of an active subject the caller may notify. A missing or foreign subject is a
+/// validation error of the request, not a missing resource.
+async fn active_subject_phone(
+    state: &AppState,
+    caller: &Caller,
+    subject_id: SubjectId,
+) -> Result<PhoneNumber, Problem> {
+    let subject = load::<Subject>(state, subject_id).await?.state;
+    let no_such_subject = || validation("subject_id: no such active subject");
+    require_subject_access(caller, &subject).map_err(|_| no_such_subject())?;
+    match subject.phone {
+        Some(phone) if subject.active => Ok(phone),
+        _ => Err(no_such_subject()),
+    }
+}
+
+/// Renders the approved version of the referenced template with `variables`.
+async fn template_content(
+    state: &AppState,
+    template: TemplateRef,
+    variables: BTreeMap<String, String>,
+) -> Result<NotificationContent, Problem> {
+    let template_id = match (template.id, template.name) {
+        (Some(id), None) => TemplateId(id),
+        (None, Some(name)) => template_id_for_name(&name),
+        _ => return Err(validation("template: give either an id or a name")),
+    };
+    let template = load::<MessageTemplate>(state, template_id).await?.state;
+    let Some(approved) = template.approved else {
+        return Err(validation("template: no such approved template"));
+    };
+    let rendered_body = render(&approved.content.content, &variables)
+        .map_err(|error| validation(format!("variables: {error}")))?;
+    Ok(NotificationContent::Template {
+        template_id,
+        template_version: approved.version,
+        content_sid: approved.content.content_sid,
+        variables,
+        rendered_body,
+    })
+}
+
+/// Loads a notification the caller may act on (custodians: of their subjects only).
+async fn accessible(state: &AppState, caller: &Caller, id: NotificationId) -> Result<(), Problem> {
+    let notification = load::<Notification>(state, id).await?.state;
+    let not_found = || Problem::new(ProblemKind::NotFound, "no such notification");
+    let created = notification.created.ok_or_else(not_found)?;
+    let subject = load::<Subject>(state, created.subject_id).await?.state;
+    require_subject_access(caller, &subject).map_err(|_| not_found())
+}
+
+/// Retries a failed notification with a fresh round of attempts.
+pub async fn retry(
+    State(state): State<AppState>,
+    caller: Caller,
+    context: RequestContext,
+    IdPath(id): IdPath,
+) -> Result<Accepted<NotificationAccepted>, Problem> {
+    authorize(&caller, Action::RetryNotification)?;
+    let id = NotificationId(id);
+    accessible(&state, &caller, id).await?;
+    let command = NotificationCommand::Retry {
+        requested_by: caller.subject.clone(),
+        at: Utc::now(),
+    };
+    answer(
+        execute::<Notification>(&state, id, command, &caller, &context).await?,
+        id,
+    )
+}
+
+/// Cancels a notification that is still waiting to be sent.
+pub async fn cancel(
+    State(state): State<AppState>,
+    caller: Caller,
+    context: RequestContext,
+    IdPath(id): IdPath,
+    OptionalJsonBody(request): OptionalJsonBody<CancelNotification>,
+) -> Result<Accepted<NotificationAccepted>, Problem> {
+    authorize(&caller, Action::CancelNotification)?;
+    let id = NotificationId(id);
+    accessible(&state, &caller, id).await?;
+    let command = NotificationCommand::Cancel {
+        reason: request
+            .reason
+            .unwrap_or_else(|| format!("cancelled by {}", caller.subject)),
+        at: Utc::now(),
+    };
+    answer(
+        execute::<Notification>(&state, id, command, &caller, &context).await?,
+        id,
+    )
+}
+
+fn answer(
+    executed: keryu_infra::repository::Executed<Notification>,
+    id: NotificationId,
+) -> Result<Accepted<NotificationAccepted>, Problem> {
+    Ok(Accepted {
+        status: StatusCode::ACCEPTED,
+        location: None,
+        body: NotificationAccepted {
+            id,
+            status: executed.state.status.as_str(),
+        },
+        position: executed.position,
+    })
+}

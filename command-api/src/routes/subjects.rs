@@ -1,0 +1,186 @@
+//! Subject commands: register, update, deactivate, assign custodians.
+
+use std::collections::BTreeSet;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::Utc;
+use keryu_domain::custodian::Custodian;
+use keryu_domain::subject::{Subject, SubjectCommand};
+use keryu_domain::{CustodianId, PhoneNumber, SubjectId};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::aggregates::{execute, load};
+use crate::auth::Caller;
+use crate::context::RequestContext;
+use crate::json::{IdPath, JsonBody};
+use crate::problem::{Problem, ProblemKind};
+use crate::rbac::{Action, authorize, require_subject_access};
+use crate::response::Accepted;
+use crate::state::AppState;
+
+/// `POST /api/subjects`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateSubject {
+    name: String,
+    phone: PhoneNumber,
+    #[serde(default = "empty_object")]
+    preferences: serde_json::Value,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(serde_json::Map::new())
+}
+
+/// `PUT /api/subjects/{id}`: absent fields stay as they are.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateSubject {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    phone: Option<PhoneNumber>,
+    #[serde(default)]
+    preferences: Option<serde_json::Value>,
+}
+
+/// `PUT /api/subjects/{id}/custodians`: the complete new set.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssignCustodians {
+    custodian_ids: BTreeSet<Uuid>,
+}
+
+/// What a subject command answers.
+#[derive(Debug, Serialize)]
+pub struct SubjectAccepted {
+    id: SubjectId,
+    active: bool,
+    custodian_ids: BTreeSet<CustodianId>,
+}
+
+async fn run(
+    state: &AppState,
+    caller: &Caller,
+    context: &RequestContext,
+    id: SubjectId,
+    command: SubjectCommand,
+    status: StatusCode,
+) -> Result<Accepted<SubjectAccepted>, Problem> {
+    let executed = execute::<Subject>(state, id, command, caller, context).await?;
+    Ok(Accepted {
+        status,
+        location: (status == StatusCode::CREATED).then(|| format!("/api/subjects/{id}")),
+        body: SubjectAccepted {
+            id,
+            active: executed.state.active,
+            custodian_ids: executed.state.custodians,
+        },
+        position: executed.position,
+    })
+}
+
+/// An existing subject the caller may act on.
+async fn accessible(state: &AppState, caller: &Caller, id: SubjectId) -> Result<(), Problem> {
+    let subject = load::<Subject>(state, id).await?.state;
+    if subject.id.is_none() {
+        return Err(Problem::new(ProblemKind::NotFound, "no such subject"));
+    }
+    require_subject_access(caller, &subject)
+}
+
+/// Registers a subject.
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    context: RequestContext,
+    JsonBody(request): JsonBody<CreateSubject>,
+) -> Result<Accepted<SubjectAccepted>, Problem> {
+    authorize(&caller, Action::CreateSubject)?;
+    let id = SubjectId(Uuid::now_v7());
+    let command = SubjectCommand::Register {
+        id,
+        name: request.name,
+        phone: request.phone,
+        preferences: request.preferences,
+        at: Utc::now(),
+    };
+    run(&state, &caller, &context, id, command, StatusCode::CREATED).await
+}
+
+/// Changes a subject's details.
+pub async fn update(
+    State(state): State<AppState>,
+    caller: Caller,
+    context: RequestContext,
+    IdPath(id): IdPath,
+    JsonBody(request): JsonBody<UpdateSubject>,
+) -> Result<Accepted<SubjectAccepted>, Problem> {
+    authorize(&caller, Action::UpdateSubject)?;
+    let id = SubjectId(id);
+    accessible(&state, &caller, id).await?;
+    let command = SubjectCommand::Update {
+        name: request.name,
+        phone: request.phone,
+        preferences: request.preferences,
+        at: Utc::now(),
+    };
+    run(&state, &caller, &context, id, command, StatusCode::OK).await
+}
+
+/// Deactivates a subject: the log keeps its history, it just receives nothing more.
+pub async fn deactivate(
+    State(state): State<AppState>,
+    caller: Caller,
+    context: RequestContext,
+    IdPath(id): IdPath,
+) -> Result<Accepted<SubjectAccepted>, Problem> {
+    authorize(&caller, Action::DeactivateSubject)?;
+    let command = SubjectCommand::Deactivate { at: Utc::now() };
+    run(
+        &state,
+        &caller,
+        &context,
+        SubjectId(id),
+        command,
+        StatusCode::OK,
+    )
+    .await
+}
+
+/// Replaces the subject's custodians; every one must exist and be active.
+pub async fn assign_custodians(
+    State(state): State<AppState>,
+    caller: Caller,
+    context: RequestContext,
+    IdPath(id): IdPath,
+    JsonBody(request): JsonBody<AssignCustodians>,
+) -> Result<Accepted<SubjectAccepted>, Problem> {
+    authorize(&caller, Action::AssignCustodians)?;
+    // Checked against the custodians' own streams (strongly consistent), not a read model: an
+    // assignment to a custodian deactivated a moment ago must fail.
+    for custodian in &request.custodian_ids {
+        let loaded = load::<Custodian>(&state, custodian).await?.state;
+        if !loaded.active {
+            return Err(Problem::new(
+                ProblemKind::Validation,
+                format!("custodian_ids: no active custodian {custodian}"),
+            ));
+        }
+    }
+    let command = SubjectCommand::AssignCustodians {
+        custodian_ids: request.custodian_ids.into_iter().map(CustodianId).collect(),
+        at: Utc::now(),
+    };
+    run(
+        &state,
+        &caller,
+        &context,
+        SubjectId(id),
+        command,
+        StatusCode::OK,
+    )
+    .await
+}

@@ -1,0 +1,227 @@
+//! Template commands: create, edit, submit, approve, reject.
+
+use std::collections::BTreeMap;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::Utc;
+use keryu_domain::TemplateId;
+use keryu_domain::template::{MessageTemplate, TemplateCommand, TemplateContent, TemplateStatus};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::aggregates::execute;
+use crate::auth::Caller;
+use crate::context::RequestContext;
+use crate::json::{IdPath, JsonBody};
+use crate::problem::Problem;
+use crate::rbac::{Action, authorize};
+use crate::response::Accepted;
+use crate::state::AppState;
+
+/// Namespace of name-derived template ids (UUID v5).
+const TEMPLATE_NAMESPACE: Uuid = Uuid::from_u128(0x6b65_7279_7500_4000_8000_7465_6d70_6c74);
+
+/// The id of the template called `name` (case and surrounding space ignored).
+///
+/// Deriving the id from the name makes the name unique for free — creating a second template
+/// of the same name is creating the same stream twice, which the store refuses — and lets a
+/// notification name its template without a lookup table.
+pub fn template_id_for_name(name: &str) -> TemplateId {
+    TemplateId(Uuid::new_v5(
+        &TEMPLATE_NAMESPACE,
+        name.trim().to_lowercase().as_bytes(),
+    ))
+}
+
+/// `POST /api/templates`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTemplate {
+    name: String,
+    content: String,
+    #[serde(default)]
+    variables: BTreeMap<String, String>,
+    language: String,
+    #[serde(default)]
+    content_sid: Option<String>,
+}
+
+/// The editable content of a template (`PUT /api/templates/{id}`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContentFields {
+    content: String,
+    #[serde(default)]
+    variables: BTreeMap<String, String>,
+    language: String,
+    #[serde(default)]
+    content_sid: Option<String>,
+}
+
+impl From<ContentFields> for TemplateContent {
+    fn from(fields: ContentFields) -> Self {
+        TemplateContent {
+            content: fields.content,
+            variables: fields.variables,
+            language: fields.language,
+            content_sid: fields.content_sid,
+        }
+    }
+}
+
+/// `POST /api/templates/{id}/reject`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RejectTemplate {
+    reason: String,
+}
+
+/// What a template command answers.
+#[derive(Debug, Serialize)]
+pub struct TemplateAccepted {
+    id: TemplateId,
+    name: String,
+    version: u32,
+    status: TemplateStatus,
+    approved_version: Option<u32>,
+}
+
+async fn run(
+    state: &AppState,
+    caller: &Caller,
+    context: &RequestContext,
+    id: TemplateId,
+    command: TemplateCommand,
+    status: StatusCode,
+) -> Result<Accepted<TemplateAccepted>, Problem> {
+    let executed = execute::<MessageTemplate>(state, id, command, caller, context).await?;
+    let template = executed.state;
+    Ok(Accepted {
+        status,
+        location: (status == StatusCode::CREATED).then(|| format!("/api/templates/{id}")),
+        body: TemplateAccepted {
+            id,
+            name: template.name,
+            version: template.version,
+            status: template.status,
+            approved_version: template.approved.map(|approved| approved.version),
+        },
+        position: executed.position,
+    })
+}
+
+/// Writes a new template as draft version 1.
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    context: RequestContext,
+    JsonBody(request): JsonBody<CreateTemplate>,
+) -> Result<Accepted<TemplateAccepted>, Problem> {
+    authorize(&caller, Action::EditTemplate)?;
+    let id = template_id_for_name(&request.name);
+    let command = TemplateCommand::Create {
+        id,
+        name: request.name.trim().to_owned(),
+        content: TemplateContent {
+            content: request.content,
+            variables: request.variables,
+            language: request.language,
+            content_sid: request.content_sid,
+        },
+        at: Utc::now(),
+    };
+    run(&state, &caller, &context, id, command, StatusCode::CREATED).await
+}
+
+/// Edits a template (a new version once submitted or approved).
+pub async fn edit(
+    State(state): State<AppState>,
+    caller: Caller,
+    context: RequestContext,
+    IdPath(id): IdPath,
+    JsonBody(request): JsonBody<ContentFields>,
+) -> Result<Accepted<TemplateAccepted>, Problem> {
+    authorize(&caller, Action::EditTemplate)?;
+    let command = TemplateCommand::Edit {
+        content: request.into(),
+        at: Utc::now(),
+    };
+    run(
+        &state,
+        &caller,
+        &context,
+        TemplateId(id),
+        command,
+        StatusCode::OK,
+    )
+    .await
+}
+
+/// Asks for approval of the latest version.
+pub async fn submit(
+    State(state): State<AppState>,
+    caller: Caller,
+    context: RequestContext,
+    IdPath(id): IdPath,
+) -> Result<Accepted<TemplateAccepted>, Problem> {
+    authorize(&caller, Action::EditTemplate)?;
+    let command = TemplateCommand::Submit { at: Utc::now() };
+    run(
+        &state,
+        &caller,
+        &context,
+        TemplateId(id),
+        command,
+        StatusCode::OK,
+    )
+    .await
+}
+
+/// Approves the submitted version (admins).
+pub async fn approve(
+    State(state): State<AppState>,
+    caller: Caller,
+    context: RequestContext,
+    IdPath(id): IdPath,
+) -> Result<Accepted<TemplateAccepted>, Problem> {
+    authorize(&caller, Action::ReviewTemplate)?;
+    let command = TemplateCommand::Approve {
+        by: caller.subject.clone(),
+        at: Utc::now(),
+    };
+    run(
+        &state,
+        &caller,
+        &context,
+        TemplateId(id),
+        command,
+        StatusCode::OK,
+    )
+    .await
+}
+
+/// Rejects the submitted version (admins).
+pub async fn reject(
+    State(state): State<AppState>,
+    caller: Caller,
+    context: RequestContext,
+    IdPath(id): IdPath,
+    JsonBody(request): JsonBody<RejectTemplate>,
+) -> Result<Accepted<TemplateAccepted>, Problem> {
+    authorize(&caller, Action::ReviewTemplate)?;
+    let command = TemplateCommand::Reject {
+        by: caller.subject.clone(),
+        reason: request.reason,
+        at: Utc::now(),
+    };
+    run(
+        &state,
+        &caller,
+        &context,
+        TemplateId(id),
+        command,
+        StatusCode::OK,
+    )
+    .await
+}

@@ -1,0 +1,9 @@
+//! The command API over real HTTP against a fresh PostgreSQL database per test.
+
+mod auth;
+mod harness;
+mod idempotency;
+mod malformed;
+mod notifications;
+mod rbac;
+mod resources;
