@@ -15,6 +15,7 @@ pub mod problem;
 pub mod rbac;
 mod response;
 mod routes;
+pub mod schemas;
 mod state;
 
 pub use credentials::hash_password;

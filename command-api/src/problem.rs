@@ -135,24 +135,28 @@ impl Problem {
     }
 }
 
-/// The JSON body of RFC 9457.
-#[derive(Serialize)]
-struct Body<'a> {
+/// The JSON body of RFC 9457, as documented in the OpenAPI document.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ProblemDocument {
+    /// Stable identifier of the kind of problem, e.g. `/problems/validation`.
     #[serde(rename = "type")]
-    type_uri: String,
-    title: &'static str,
-    status: u16,
-    detail: &'a str,
+    pub type_uri: String,
+    /// Fixed summary of the kind.
+    pub title: String,
+    /// The HTTP status.
+    pub status: u16,
+    /// What went wrong this time.
+    pub detail: String,
 }
 
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = self.kind.status();
-        let body = Body {
+        let body = ProblemDocument {
             type_uri: format!("/problems/{}", self.kind.slug()),
-            title: self.kind.title(),
+            title: self.kind.title().to_owned(),
             status: status.as_u16(),
-            detail: &self.detail,
+            detail: self.detail,
         };
         let mut response = (status, Json(body)).into_response();
         response.headers_mut().insert(

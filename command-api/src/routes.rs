@@ -1,5 +1,6 @@
 //! The command API's routes. The seed's paths (`/api/notifications/create/`, …) and REST
-//! aliases (`POST /api/notifications`, …) lead to the same handlers.
+//! aliases (`POST /api/notifications`, …) lead to the same handlers. The REST routes are
+//! registered through their OpenAPI annotations, so the document cannot miss one.
 
 mod alarms;
 mod custodians;
@@ -7,61 +8,100 @@ mod notifications;
 mod subjects;
 mod templates;
 
-use axum::Router;
+use std::sync::Arc;
+
 use axum::extract::DefaultBodyLimit;
-use axum::middleware;
-use axum::routing::{post, put};
+use axum::response::Html;
+use axum::routing::{delete, get, post, put};
+use axum::{Json, Router, middleware};
+use utoipa::openapi::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi as _};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::idempotency;
-use crate::problem::{Problem, ProblemKind};
+use crate::problem::{Problem, ProblemDocument, ProblemKind};
 use crate::state::AppState;
 
 pub use custodians::custodian_id_for_email;
 pub use templates::template_id_for_name;
 
-/// Every command route, with the API's body limit, idempotency keys and problem answers for
-/// unknown paths and methods.
+/// The REST routes, each documented by its handler's `#[utoipa::path]`, and the OpenAPI document
+/// they make up. The seed's alias paths are added by [`router`] and described in the summaries.
+pub fn documented_routes() -> (Router<AppState>, OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(notifications::create))
+        .routes(routes!(notifications::retry))
+        .routes(routes!(notifications::cancel))
+        .routes(routes!(subjects::create))
+        .routes(routes!(subjects::update, subjects::deactivate))
+        .routes(routes!(subjects::assign_custodians))
+        .routes(routes!(templates::create))
+        .routes(routes!(templates::edit))
+        .routes(routes!(templates::submit))
+        .routes(routes!(templates::approve))
+        .routes(routes!(templates::reject))
+        .routes(routes!(alarms::raise))
+        .routes(routes!(alarms::acknowledge))
+        .routes(routes!(alarms::resolve))
+        .routes(routes!(custodians::create))
+        .routes(routes!(custodians::deactivate))
+        .routes(routes!(custodians::change_role))
+        .routes(routes!(custodians::token))
+        .split_for_parts()
+}
+
+/// The document's frame: title, the problem schema and the bearer scheme.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "Keryu command API",
+        description = "Commands of Keryu, an event-sourced notification service delivering over \
+            WhatsApp. Errors are RFC 9457 problems; POSTs accept an Idempotency-Key header."
+    ),
+    modifiers(&BearerAuth),
+    components(schemas(ProblemDocument))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// Every command route, the seed's aliases, `GET /openapi.json` and `GET /docs`, with the API's
+/// body limit, idempotency keys and problem answers for unknown paths and methods.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.settings().body_limit;
-    Router::new()
-        .route("/api/notifications", post(notifications::create))
+    let (documented, openapi) = documented_routes();
+    let openapi = Arc::new(openapi);
+    documented
         .route("/api/notifications/create/", post(notifications::create))
-        .route("/api/notifications/{id}/retry", post(notifications::retry))
         .route("/api/notifications/{id}/retry/", post(notifications::retry))
-        .route(
-            "/api/notifications/{id}/cancel",
-            post(notifications::cancel),
-        )
-        .route("/api/subjects", post(subjects::create))
         .route("/api/subjects/create/", post(subjects::create))
-        .route(
-            "/api/subjects/{id}",
-            put(subjects::update).delete(subjects::deactivate),
-        )
         .route("/api/subjects/{id}/update/", put(subjects::update))
+        .route("/api/subjects/{id}/delete/", delete(subjects::deactivate))
         .route(
-            "/api/subjects/{id}/delete/",
-            axum::routing::delete(subjects::deactivate),
+            "/openapi.json",
+            get(move || {
+                let openapi = Arc::clone(&openapi);
+                async move { Json(openapi.as_ref().clone()) }
+            }),
         )
-        .route(
-            "/api/subjects/{id}/custodians",
-            put(subjects::assign_custodians),
-        )
-        .route("/api/templates", post(templates::create))
-        .route("/api/templates/{id}", put(templates::edit))
-        .route("/api/templates/{id}/submit", post(templates::submit))
-        .route("/api/templates/{id}/approve", post(templates::approve))
-        .route("/api/templates/{id}/reject", post(templates::reject))
-        .route("/api/alarms", post(alarms::raise))
-        .route("/api/alarms/{id}/acknowledge", post(alarms::acknowledge))
-        .route("/api/alarms/{id}/resolve", post(alarms::resolve))
-        .route("/api/custodians", post(custodians::create))
-        .route(
-            "/api/custodians/{id}",
-            axum::routing::delete(custodians::deactivate),
-        )
-        .route("/api/custodians/{id}/role", put(custodians::change_role))
-        .route("/api/auth/token", post(custodians::token))
+        .route("/docs", get(docs))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(
@@ -70,6 +110,11 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
+}
+
+/// A self-contained page that renders `/openapi.json` (no assets from elsewhere).
+async fn docs() -> Html<&'static str> {
+    Html(include_str!("docs.html"))
 }
 
 async fn not_found() -> Problem {

@@ -12,6 +12,7 @@ use crate::{Aggregate, AlarmId, DomainError, SubjectId};
 
 /// What kind of situation an alarm reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Situation {
     /// The subject is missing.
@@ -26,6 +27,7 @@ pub enum Situation {
 
 /// Where the subject was last seen.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Location {
     /// Degrees north, −90 to 90.
@@ -54,6 +56,7 @@ impl Location {
 
 /// Where an alarm is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum AlarmStatus {
     /// Raised, nobody has reacted yet.
@@ -139,6 +142,7 @@ pub enum AlarmCommand {
 
 /// Payload of [`AlarmEvent::AlarmRaised`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AlarmRaised {
     /// The alarm's id.
     pub id: AlarmId,
@@ -159,6 +163,7 @@ pub struct AlarmRaised {
 
 /// Payload of the events that move an alarm along.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AlarmHandled {
     /// Who acted.
     pub by: String,
@@ -171,6 +176,7 @@ pub struct AlarmHandled {
 
 /// Events of [`Alarm`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "type", content = "data")]
 pub enum AlarmEvent {
     /// An alarm was raised.
@@ -182,9 +188,9 @@ pub enum AlarmEvent {
 }
 
 event_names!(AlarmEvent {
-    AlarmRaised,
-    AlarmAcknowledged,
-    AlarmResolved,
+    AlarmRaised(AlarmRaised),
+    AlarmAcknowledged(AlarmHandled),
+    AlarmResolved(AlarmHandled),
 });
 
 impl Aggregate for Alarm {

@@ -13,6 +13,7 @@ use crate::{Aggregate, CustodianId, DomainError, Email, Role};
 /// a password. `Debug` prints a mask, so the hash never reaches a log through the state or an
 /// event.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(transparent)]
 pub struct PasswordHash(pub String);
 
@@ -80,6 +81,7 @@ pub enum CustodianCommand {
 
 /// Payload of [`CustodianEvent::CustodianCreated`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CustodianCreated {
     /// The custodian's id.
     pub id: CustodianId,
@@ -97,6 +99,7 @@ pub struct CustodianCreated {
 
 /// Payload of [`CustodianEvent::CustodianRoleChanged`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CustodianRoleChanged {
     /// The new role.
     pub role: Role,
@@ -106,6 +109,7 @@ pub struct CustodianRoleChanged {
 
 /// Payload of [`CustodianEvent::CustodianPasswordChanged`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CustodianPasswordChanged {
     /// The new hash.
     pub password_hash: PasswordHash,
@@ -115,6 +119,7 @@ pub struct CustodianPasswordChanged {
 
 /// Payload of [`CustodianEvent::CustodianDeactivated`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CustodianDeactivated {
     /// When.
     pub at: DateTime<Utc>,
@@ -122,6 +127,7 @@ pub struct CustodianDeactivated {
 
 /// Events of [`Custodian`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "type", content = "data")]
 pub enum CustodianEvent {
     /// A custodian was created.
@@ -135,10 +141,10 @@ pub enum CustodianEvent {
 }
 
 event_names!(CustodianEvent {
-    CustodianCreated,
-    CustodianRoleChanged,
-    CustodianPasswordChanged,
-    CustodianDeactivated,
+    CustodianCreated(CustodianCreated),
+    CustodianRoleChanged(CustodianRoleChanged),
+    CustodianPasswordChanged(CustodianPasswordChanged),
+    CustodianDeactivated(CustodianDeactivated),
 });
 
 impl Aggregate for Custodian {

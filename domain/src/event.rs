@@ -18,13 +18,52 @@ pub trait DomainEvent: Serialize + DeserializeOwned + Clone + std::fmt::Debug + 
     fn schema_version(&self) -> u16;
 }
 
+/// The JSON Schema of one event type's payload, for `schemas/` and the API documentation.
+#[cfg(feature = "openapi")]
+#[derive(Clone)]
+pub struct PayloadSchema {
+    /// The stable event type name.
+    pub event_type: &'static str,
+    /// The payload's schema version.
+    pub schema_version: u16,
+    /// The payload's schema.
+    pub schema: utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+    /// The named schemas it refers to.
+    pub components: Vec<(
+        String,
+        utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+    )>,
+}
+
+#[cfg(feature = "openapi")]
+impl PayloadSchema {
+    /// The schema of payload type `T` stored as `event_type`.
+    pub fn of<T: utoipa::ToSchema>(event_type: &'static str, schema_version: u16) -> Self {
+        let mut components = Vec::new();
+        T::schemas(&mut components);
+        PayloadSchema {
+            event_type,
+            schema_version,
+            schema: T::schema(),
+            components,
+        }
+    }
+}
+
 /// Declares an event enum's stable names once: `event_type()`, `schema_version()` (1 for all
-/// variants until an upcaster exists) and `EVENT_TYPES`, the list of every name.
+/// variants until an upcaster exists), `EVENT_TYPES`, the list of every name, and (with the
+/// `openapi` feature) `payload_schemas()`.
 macro_rules! event_names {
-    ($enum:ident { $($variant:ident),* $(,)? }) => {
+    ($enum:ident { $($variant:ident($payload:ty)),* $(,)? }) => {
         impl $enum {
             /// Every stable event type name of this enum, in declaration order.
             pub const EVENT_TYPES: &'static [&'static str] = &[$(stringify!($variant)),*];
+
+            /// The JSON Schema of every event type's payload, in declaration order.
+            #[cfg(feature = "openapi")]
+            pub fn payload_schemas() -> Vec<$crate::event::PayloadSchema> {
+                vec![$($crate::event::PayloadSchema::of::<$payload>(stringify!($variant), 1)),*]
+            }
         }
 
         impl $crate::DomainEvent for $enum {

@@ -37,6 +37,7 @@ use crate::{Aggregate, DomainError};
 
 /// Where a notification is in its lifecycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum NotificationStatus {
     /// Accepted (a transient state: always followed by Scheduled or Queued).

@@ -69,6 +69,7 @@ pub enum SubjectCommand {
 
 /// Payload of [`SubjectEvent::SubjectRegistered`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SubjectRegistered {
     /// The subject's id.
     pub id: SubjectId,
@@ -84,6 +85,7 @@ pub struct SubjectRegistered {
 
 /// Payload of [`SubjectEvent::SubjectUpdated`]: only the fields that changed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SubjectUpdated {
     /// New name, if changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -100,6 +102,7 @@ pub struct SubjectUpdated {
 
 /// Payload of [`SubjectEvent::SubjectCustodiansAssigned`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SubjectCustodiansAssigned {
     /// The complete new set.
     pub custodian_ids: BTreeSet<CustodianId>,
@@ -109,6 +112,7 @@ pub struct SubjectCustodiansAssigned {
 
 /// Payload of events that only carry a time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Occurred {
     /// When.
     pub at: DateTime<Utc>,
@@ -116,6 +120,7 @@ pub struct Occurred {
 
 /// Events of [`Subject`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "type", content = "data")]
 pub enum SubjectEvent {
     /// A subject was registered.
@@ -129,10 +134,10 @@ pub enum SubjectEvent {
 }
 
 event_names!(SubjectEvent {
-    SubjectRegistered,
-    SubjectUpdated,
-    SubjectDeactivated,
-    SubjectCustodiansAssigned,
+    SubjectRegistered(SubjectRegistered),
+    SubjectUpdated(SubjectUpdated),
+    SubjectDeactivated(Occurred),
+    SubjectCustodiansAssigned(SubjectCustodiansAssigned),
 });
 
 fn validate_preferences(preferences: &serde_json::Value) -> Result<(), DomainError> {

@@ -21,6 +21,7 @@ use crate::{Aggregate, DomainError, TemplateId};
 
 /// What a template says and how Twilio knows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct TemplateContent {
     /// The message text with `{{1}}`…`{{n}}` placeholders.
@@ -82,6 +83,7 @@ impl TemplateContent {
 
 /// Where a template version is in its review.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum TemplateStatus {
     /// Being written; may be edited in place.
@@ -108,6 +110,7 @@ impl TemplateStatus {
 
 /// The version of a template that notifications may use.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ApprovedVersion {
     /// Its version number.
     pub version: u32,
@@ -180,6 +183,7 @@ pub enum TemplateCommand {
 
 /// Payload of [`TemplateEvent::TemplateCreated`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TemplateCreated {
     /// The template's id.
     pub id: TemplateId,
@@ -193,6 +197,7 @@ pub struct TemplateCreated {
 
 /// Payload of the events that change a template's content.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TemplateContentChanged {
     /// The version the content belongs to.
     pub version: u32,
@@ -204,6 +209,7 @@ pub struct TemplateContentChanged {
 
 /// Payload of review events.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TemplateReviewed {
     /// The version reviewed.
     pub version: u32,
@@ -219,6 +225,7 @@ pub struct TemplateReviewed {
 
 /// Events of [`MessageTemplate`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "type", content = "data")]
 pub enum TemplateEvent {
     /// A template was written as draft version 1.
@@ -236,12 +243,12 @@ pub enum TemplateEvent {
 }
 
 event_names!(TemplateEvent {
-    TemplateCreated,
-    TemplateEdited,
-    TemplateVersionCreated,
-    TemplateSubmitted,
-    TemplateApproved,
-    TemplateRejected,
+    TemplateCreated(TemplateCreated),
+    TemplateEdited(TemplateContentChanged),
+    TemplateVersionCreated(TemplateContentChanged),
+    TemplateSubmitted(TemplateReviewed),
+    TemplateApproved(TemplateReviewed),
+    TemplateRejected(TemplateReviewed),
 });
 
 impl MessageTemplate {

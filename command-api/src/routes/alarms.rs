@@ -7,19 +7,20 @@ use keryu_domain::alarm::{Alarm, AlarmCommand, AlarmStatus, Location, Situation}
 use keryu_domain::subject::Subject;
 use keryu_domain::{AlarmId, SubjectId};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::aggregates::{execute, load};
 use crate::auth::Caller;
 use crate::context::RequestContext;
 use crate::json::{IdPath, JsonBody, OptionalJsonBody};
-use crate::problem::{Problem, ProblemKind};
+use crate::problem::{Problem, ProblemDocument, ProblemKind};
 use crate::rbac::{Action, authorize, require_subject_access};
 use crate::response::Accepted;
 use crate::state::AppState;
 
 /// `POST /api/alarms`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RaiseAlarm {
     subject_id: Uuid,
@@ -30,7 +31,7 @@ pub struct RaiseAlarm {
 }
 
 /// `POST /api/alarms/{id}/resolve`, all fields optional.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResolveAlarm {
     #[serde(default)]
@@ -38,7 +39,7 @@ pub struct ResolveAlarm {
 }
 
 /// What an alarm command answers.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct AlarmAccepted {
     id: AlarmId,
     status: AlarmStatus,
@@ -65,6 +66,18 @@ async fn run(
 }
 
 /// Raises an alarm for an active subject.
+#[utoipa::path(
+    post,
+    path = "/api/alarms",
+    tag = "alarms",
+    summary = "Raise an alarm for a subject",
+    request_body = RaiseAlarm,
+    responses(
+        (status = 201, description = "Accepted", body = AlarmAccepted, headers(("Location" = String, description = "The new resource"), ("Keryu-Position" = u64, description = "Log position of the last event appended"))),
+        (status = "4XX", description = "A problem", body = ProblemDocument, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn raise(
     State(state): State<AppState>,
     caller: Caller,
@@ -103,6 +116,18 @@ async fn accessible_alarm(state: &AppState, caller: &Caller, id: AlarmId) -> Res
 }
 
 /// Says someone is on it.
+#[utoipa::path(
+    post,
+    path = "/api/alarms/{id}/acknowledge",
+    tag = "alarms",
+    summary = "Say someone is on it",
+    params(("id" = Uuid, Path, description = "The resource's id")),
+    responses(
+        (status = 200, description = "Accepted", body = AlarmAccepted, headers(("Keryu-Position" = u64, description = "Log position of the last event appended"))),
+        (status = "4XX", description = "A problem", body = ProblemDocument, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn acknowledge(
     State(state): State<AppState>,
     caller: Caller,
@@ -120,6 +145,19 @@ pub async fn acknowledge(
 }
 
 /// Closes the alarm.
+#[utoipa::path(
+    post,
+    path = "/api/alarms/{id}/resolve",
+    tag = "alarms",
+    summary = "Close the alarm",
+    params(("id" = Uuid, Path, description = "The resource's id")),
+    request_body = Option<ResolveAlarm>,
+    responses(
+        (status = 200, description = "Accepted", body = AlarmAccepted, headers(("Keryu-Position" = u64, description = "Log position of the last event appended"))),
+        (status = "4XX", description = "A problem", body = ProblemDocument, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn resolve(
     State(state): State<AppState>,
     caller: Caller,

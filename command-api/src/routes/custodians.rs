@@ -7,6 +7,7 @@ use chrono::Utc;
 use keryu_domain::custodian::{Custodian, CustodianCommand};
 use keryu_domain::{CustodianId, Email, Role};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::aggregates::{execute, load};
@@ -14,7 +15,7 @@ use crate::auth::Caller;
 use crate::context::RequestContext;
 use crate::credentials::{hash_password, verify_password};
 use crate::json::{IdPath, JsonBody};
-use crate::problem::{Problem, ProblemKind};
+use crate::problem::{Problem, ProblemDocument, ProblemKind};
 use crate::rbac::{Action, authorize};
 use crate::response::Accepted;
 use crate::state::AppState;
@@ -35,7 +36,7 @@ pub fn custodian_id_for_email(email: &Email) -> CustodianId {
 }
 
 /// `POST /api/custodians`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateCustodian {
     email: Email,
@@ -45,14 +46,14 @@ pub struct CreateCustodian {
 }
 
 /// `PUT /api/custodians/{id}/role`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeRole {
     role: Role,
 }
 
 /// `POST /api/auth/token`.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Login {
     email: String,
@@ -60,7 +61,7 @@ pub struct Login {
 }
 
 /// What a custodian command answers (never the hash).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct CustodianAccepted {
     id: CustodianId,
     role: Option<Role>,
@@ -68,7 +69,7 @@ pub struct CustodianAccepted {
 }
 
 /// A minted token, in OAuth 2 token-response shape.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct TokenResponse {
     access_token: String,
     token_type: &'static str,
@@ -97,6 +98,18 @@ async fn run(
 }
 
 /// Creates a custodian with an initial password.
+#[utoipa::path(
+    post,
+    path = "/api/custodians",
+    tag = "custodians",
+    summary = "Create a custodian (admins)",
+    request_body = CreateCustodian,
+    responses(
+        (status = 201, description = "Accepted", body = CustodianAccepted, headers(("Location" = String, description = "The new resource"), ("Keryu-Position" = u64, description = "Log position of the last event appended"))),
+        (status = "4XX", description = "A problem", body = ProblemDocument, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -117,6 +130,19 @@ pub async fn create(
 }
 
 /// Gives a custodian another role.
+#[utoipa::path(
+    put,
+    path = "/api/custodians/{id}/role",
+    tag = "custodians",
+    summary = "Give a custodian another role (admins)",
+    params(("id" = Uuid, Path, description = "The resource's id")),
+    request_body = ChangeRole,
+    responses(
+        (status = 200, description = "Accepted", body = CustodianAccepted, headers(("Keryu-Position" = u64, description = "Log position of the last event appended"))),
+        (status = "4XX", description = "A problem", body = ProblemDocument, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn change_role(
     State(state): State<AppState>,
     caller: Caller,
@@ -141,6 +167,18 @@ pub async fn change_role(
 }
 
 /// Revokes a custodian's access.
+#[utoipa::path(
+    delete,
+    path = "/api/custodians/{id}",
+    tag = "custodians",
+    summary = "Revoke a custodian's access (admins)",
+    params(("id" = Uuid, Path, description = "The resource's id")),
+    responses(
+        (status = 200, description = "Accepted", body = CustodianAccepted, headers(("Keryu-Position" = u64, description = "Log position of the last event appended"))),
+        (status = "4XX", description = "A problem", body = ProblemDocument, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn deactivate(
     State(state): State<AppState>,
     caller: Caller,
@@ -161,6 +199,17 @@ pub async fn deactivate(
 }
 
 /// Exchanges an active custodian's email and password for a token.
+#[utoipa::path(
+    post,
+    path = "/api/auth/token",
+    tag = "auth",
+    summary = "Exchange an email and password for a bearer token",
+    request_body = Login,
+    responses(
+        (status = 200, description = "A bearer token", body = TokenResponse),
+        (status = "4XX", description = "A problem", body = ProblemDocument, content_type = "application/problem+json"),
+    ),
+)]
 pub async fn token(
     State(state): State<AppState>,
     JsonBody(login): JsonBody<Login>,

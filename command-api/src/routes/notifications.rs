@@ -10,6 +10,7 @@ use keryu_domain::subject::Subject;
 use keryu_domain::template::{MessageTemplate, render};
 use keryu_domain::{NotificationId, PhoneNumber, RetryPolicy, SubjectId, TemplateId};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::templates::template_id_for_name;
@@ -17,13 +18,13 @@ use crate::aggregates::{execute, load};
 use crate::auth::Caller;
 use crate::context::RequestContext;
 use crate::json::{IdPath, JsonBody, OptionalJsonBody};
-use crate::problem::{Problem, ProblemKind};
+use crate::problem::{Problem, ProblemDocument, ProblemKind};
 use crate::rbac::{Action, authorize, require_subject_access};
 use crate::response::Accepted;
 use crate::state::AppState;
 
 /// `POST /api/notifications`: a message to a subject, as free text or from an approved template.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateNotification {
     subject_id: Uuid,
@@ -40,7 +41,7 @@ pub struct CreateNotification {
 }
 
 /// A template named by id or by name (exactly one).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TemplateRef {
     #[serde(default)]
@@ -50,7 +51,7 @@ pub struct TemplateRef {
 }
 
 /// `POST /api/notifications/{id}/cancel`, all fields optional.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CancelNotification {
     #[serde(default)]
@@ -58,7 +59,7 @@ pub struct CancelNotification {
 }
 
 /// What a notification command answers.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct NotificationAccepted {
     id: NotificationId,
     status: &'static str,
@@ -69,6 +70,18 @@ fn validation(detail: impl Into<String>) -> Problem {
 }
 
 /// Creates a notification; 202 because delivery happens later.
+#[utoipa::path(
+    post,
+    path = "/api/notifications",
+    tag = "notifications",
+    summary = "Create a notification (also `POST /api/notifications/create/`)",
+    request_body = CreateNotification,
+    responses(
+        (status = 202, description = "Accepted", body = NotificationAccepted, headers(("Keryu-Position" = u64, description = "Log position of the last event appended"))),
+        (status = "4XX", description = "A problem", body = ProblemDocument, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -169,6 +182,18 @@ async fn accessible(state: &AppState, caller: &Caller, id: NotificationId) -> Re
 }
 
 /// Retries a failed notification with a fresh round of attempts.
+#[utoipa::path(
+    post,
+    path = "/api/notifications/{id}/retry",
+    tag = "notifications",
+    summary = "Retry a failed notification with a fresh round of attempts (also `…/retry/`)",
+    params(("id" = Uuid, Path, description = "The resource's id")),
+    responses(
+        (status = 202, description = "Accepted", body = NotificationAccepted, headers(("Keryu-Position" = u64, description = "Log position of the last event appended"))),
+        (status = "4XX", description = "A problem", body = ProblemDocument, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn retry(
     State(state): State<AppState>,
     caller: Caller,
@@ -189,6 +214,19 @@ pub async fn retry(
 }
 
 /// Cancels a notification that is still waiting to be sent.
+#[utoipa::path(
+    post,
+    path = "/api/notifications/{id}/cancel",
+    tag = "notifications",
+    summary = "Cancel a notification that is still waiting to be sent",
+    params(("id" = Uuid, Path, description = "The resource's id")),
+    request_body = Option<CancelNotification>,
+    responses(
+        (status = 202, description = "Accepted", body = NotificationAccepted, headers(("Keryu-Position" = u64, description = "Log position of the last event appended"))),
+        (status = "4XX", description = "A problem", body = ProblemDocument, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn cancel(
     State(state): State<AppState>,
     caller: Caller,

@@ -9,19 +9,20 @@ use keryu_domain::custodian::Custodian;
 use keryu_domain::subject::{Subject, SubjectCommand};
 use keryu_domain::{CustodianId, PhoneNumber, SubjectId};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::aggregates::{execute, load};
 use crate::auth::Caller;
 use crate::context::RequestContext;
 use crate::json::{IdPath, JsonBody};
-use crate::problem::{Problem, ProblemKind};
+use crate::problem::{Problem, ProblemDocument, ProblemKind};
 use crate::rbac::{Action, authorize, require_subject_access};
 use crate::response::Accepted;
 use crate::state::AppState;
 
 /// `POST /api/subjects`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSubject {
     name: String,
@@ -35,7 +36,7 @@ fn empty_object() -> serde_json::Value {
 }
 
 /// `PUT /api/subjects/{id}`: absent fields stay as they are.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateSubject {
     #[serde(default)]
@@ -47,14 +48,14 @@ pub struct UpdateSubject {
 }
 
 /// `PUT /api/subjects/{id}/custodians`: the complete new set.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AssignCustodians {
     custodian_ids: BTreeSet<Uuid>,
 }
 
 /// What a subject command answers.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct SubjectAccepted {
     id: SubjectId,
     active: bool,
@@ -92,6 +93,18 @@ async fn accessible(state: &AppState, caller: &Caller, id: SubjectId) -> Result<
 }
 
 /// Registers a subject.
+#[utoipa::path(
+    post,
+    path = "/api/subjects",
+    tag = "subjects",
+    summary = "Register a subject (also `POST /api/subjects/create/`)",
+    request_body = CreateSubject,
+    responses(
+        (status = 201, description = "Accepted", body = SubjectAccepted, headers(("Location" = String, description = "The new resource"), ("Keryu-Position" = u64, description = "Log position of the last event appended"))),
+        (status = "4XX", description = "A problem", body = ProblemDocument, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -111,6 +124,19 @@ pub async fn create(
 }
 
 /// Changes a subject's details.
+#[utoipa::path(
+    put,
+    path = "/api/subjects/{id}",
+    tag = "subjects",
+    summary = "Change a subject's details (also `PUT /api/subjects/{id}/update/`)",
+    params(("id" = Uuid, Path, description = "The resource's id")),
+    request_body = UpdateSubject,
+    responses(
+        (status = 200, description = "Accepted", body = SubjectAccepted, headers(("Keryu-Position" = u64, description = "Log position of the last event appended"))),
+        (status = "4XX", description = "A problem", body = ProblemDocument, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn update(
     State(state): State<AppState>,
     caller: Caller,
@@ -131,6 +157,18 @@ pub async fn update(
 }
 
 /// Deactivates a subject: the log keeps its history, it just receives nothing more.
+#[utoipa::path(
+    delete,
+    path = "/api/subjects/{id}",
+    tag = "subjects",
+    summary = "Deactivate a subject (also `DELETE /api/subjects/{id}/delete/`)",
+    params(("id" = Uuid, Path, description = "The resource's id")),
+    responses(
+        (status = 200, description = "Accepted", body = SubjectAccepted, headers(("Keryu-Position" = u64, description = "Log position of the last event appended"))),
+        (status = "4XX", description = "A problem", body = ProblemDocument, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn deactivate(
     State(state): State<AppState>,
     caller: Caller,
@@ -151,6 +189,19 @@ pub async fn deactivate(
 }
 
 /// Replaces the subject's custodians; every one must exist and be active.
+#[utoipa::path(
+    put,
+    path = "/api/subjects/{id}/custodians",
+    tag = "subjects",
+    summary = "Replace the subject's custodians",
+    params(("id" = Uuid, Path, description = "The resource's id")),
+    request_body = AssignCustodians,
+    responses(
+        (status = 200, description = "Accepted", body = SubjectAccepted, headers(("Keryu-Position" = u64, description = "Log position of the last event appended"))),
+        (status = "4XX", description = "A problem", body = ProblemDocument, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn assign_custodians(
     State(state): State<AppState>,
     caller: Caller,

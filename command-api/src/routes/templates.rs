@@ -8,13 +8,14 @@ use chrono::Utc;
 use keryu_domain::TemplateId;
 use keryu_domain::template::{MessageTemplate, TemplateCommand, TemplateContent, TemplateStatus};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::aggregates::execute;
 use crate::auth::Caller;
 use crate::context::RequestContext;
 use crate::json::{IdPath, JsonBody};
-use crate::problem::Problem;
+use crate::problem::{Problem, ProblemDocument};
 use crate::rbac::{Action, authorize};
 use crate::response::Accepted;
 use crate::state::AppState;
@@ -35,7 +36,7 @@ pub fn template_id_for_name(name: &str) -> TemplateId {
 }
 
 /// `POST /api/templates`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTemplate {
     name: String,
@@ -48,7 +49,7 @@ pub struct CreateTemplate {
 }
 
 /// The editable content of a template (`PUT /api/templates/{id}`).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContentFields {
     content: String,
@@ -71,14 +72,14 @@ impl From<ContentFields> for TemplateContent {
 }
 
 /// `POST /api/templates/{id}/reject`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RejectTemplate {
     reason: String,
 }
 
 /// What a template command answers.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct TemplateAccepted {
     id: TemplateId,
     name: String,
@@ -112,6 +113,18 @@ async fn run(
 }
 
 /// Writes a new template as draft version 1.
+#[utoipa::path(
+    post,
+    path = "/api/templates",
+    tag = "templates",
+    summary = "Write a template as draft version 1",
+    request_body = CreateTemplate,
+    responses(
+        (status = 201, description = "Accepted", body = TemplateAccepted, headers(("Location" = String, description = "The new resource"), ("Keryu-Position" = u64, description = "Log position of the last event appended"))),
+        (status = "4XX", description = "A problem", body = ProblemDocument, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -135,6 +148,19 @@ pub async fn create(
 }
 
 /// Edits a template (a new version once submitted or approved).
+#[utoipa::path(
+    put,
+    path = "/api/templates/{id}",
+    tag = "templates",
+    summary = "Edit a template (a new version once submitted or approved)",
+    params(("id" = Uuid, Path, description = "The resource's id")),
+    request_body = ContentFields,
+    responses(
+        (status = 200, description = "Accepted", body = TemplateAccepted, headers(("Keryu-Position" = u64, description = "Log position of the last event appended"))),
+        (status = "4XX", description = "A problem", body = ProblemDocument, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn edit(
     State(state): State<AppState>,
     caller: Caller,
@@ -159,6 +185,18 @@ pub async fn edit(
 }
 
 /// Asks for approval of the latest version.
+#[utoipa::path(
+    post,
+    path = "/api/templates/{id}/submit",
+    tag = "templates",
+    summary = "Ask for approval of the latest version",
+    params(("id" = Uuid, Path, description = "The resource's id")),
+    responses(
+        (status = 200, description = "Accepted", body = TemplateAccepted, headers(("Keryu-Position" = u64, description = "Log position of the last event appended"))),
+        (status = "4XX", description = "A problem", body = ProblemDocument, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn submit(
     State(state): State<AppState>,
     caller: Caller,
@@ -179,6 +217,18 @@ pub async fn submit(
 }
 
 /// Approves the submitted version (admins).
+#[utoipa::path(
+    post,
+    path = "/api/templates/{id}/approve",
+    tag = "templates",
+    summary = "Approve the submitted version (admins)",
+    params(("id" = Uuid, Path, description = "The resource's id")),
+    responses(
+        (status = 200, description = "Accepted", body = TemplateAccepted, headers(("Keryu-Position" = u64, description = "Log position of the last event appended"))),
+        (status = "4XX", description = "A problem", body = ProblemDocument, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn approve(
     State(state): State<AppState>,
     caller: Caller,
@@ -202,6 +252,19 @@ pub async fn approve(
 }
 
 /// Rejects the submitted version (admins).
+#[utoipa::path(
+    post,
+    path = "/api/templates/{id}/reject",
+    tag = "templates",
+    summary = "Reject the submitted version (admins)",
+    params(("id" = Uuid, Path, description = "The resource's id")),
+    request_body = RejectTemplate,
+    responses(
+        (status = 200, description = "Accepted", body = TemplateAccepted, headers(("Keryu-Position" = u64, description = "Log position of the last event appended"))),
+        (status = "4XX", description = "A problem", body = ProblemDocument, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
 pub async fn reject(
     State(state): State<AppState>,
     caller: Caller,

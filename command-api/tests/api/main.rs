@@ -7,3 +7,4 @@ mod malformed;
 mod notifications;
 mod rbac;
 mod resources;
+mod schemas;

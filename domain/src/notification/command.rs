@@ -9,6 +9,7 @@ use crate::{AlarmId, NotificationId, PhoneNumber, RetryPolicy, SubjectId, Templa
 
 /// What a notification says.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum NotificationContent {
     /// Free text, sent as Twilio `Body` (only inside WhatsApp's 24-hour window).
@@ -43,6 +44,7 @@ impl NotificationContent {
 
 /// Whether a failed attempt may succeed if tried again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum FailureKind {
     /// Timeouts, 5xx, rate limits: retry with backoff.
@@ -54,6 +56,7 @@ pub enum FailureKind {
 /// What to do with an attempt whose outcome is unknown (a dispatcher crashed between calling
 /// Twilio and recording the answer).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum OutcomeUnknownPolicy {
     /// Try again: the recipient might get the message twice.
@@ -64,6 +67,7 @@ pub enum OutcomeUnknownPolicy {
 
 /// A delivery status reported by the provider after the message was sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ProviderStatus {
     /// Reached the handset.

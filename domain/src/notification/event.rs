@@ -9,6 +9,7 @@ use crate::{AlarmId, NotificationId, PhoneNumber, RetryPolicy, SubjectId};
 
 /// Payload of [`NotificationEvent::NotificationCreated`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NotificationCreated {
     /// The notification's id.
     pub id: NotificationId,
@@ -32,6 +33,7 @@ pub struct NotificationCreated {
 
 /// Payload of [`NotificationEvent::NotificationScheduled`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NotificationScheduled {
     /// When it becomes due.
     pub scheduled_for: DateTime<Utc>,
@@ -41,6 +43,7 @@ pub struct NotificationScheduled {
 
 /// Payload of events about one attempt.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AttemptEvent {
     /// The attempt's number within its round, from 1.
     pub attempt: u32,
@@ -50,6 +53,7 @@ pub struct AttemptEvent {
 
 /// Payload of [`NotificationEvent::DeliveryAttemptStarted`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeliveryAttemptStarted {
     /// The attempt's number within its round, from 1.
     pub attempt: u32,
@@ -61,6 +65,7 @@ pub struct DeliveryAttemptStarted {
 
 /// Payload of [`NotificationEvent::NotificationSent`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NotificationSent {
     /// The attempt that succeeded.
     pub attempt: u32,
@@ -72,6 +77,7 @@ pub struct NotificationSent {
 
 /// Why an attempt or a delivery failed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeliveryError {
     /// The provider's error code, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -82,6 +88,7 @@ pub struct DeliveryError {
 
 /// Payload of [`NotificationEvent::DeliveryAttemptFailed`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeliveryAttemptFailed {
     /// The attempt that failed.
     pub attempt: u32,
@@ -95,6 +102,7 @@ pub struct DeliveryAttemptFailed {
 
 /// Payload of [`NotificationEvent::RetryScheduled`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RetryScheduled {
     /// The attempt that will be made.
     pub attempt: u32,
@@ -106,6 +114,7 @@ pub struct RetryScheduled {
 
 /// Why a notification ended failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum FailureReason {
     /// The provider refused it for good.
@@ -118,6 +127,7 @@ pub enum FailureReason {
 
 /// Payload of [`NotificationEvent::NotificationFailed`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NotificationFailed {
     /// Why.
     pub reason: FailureReason,
@@ -127,6 +137,7 @@ pub struct NotificationFailed {
 
 /// Payload of [`NotificationEvent::NotificationUndelivered`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NotificationUndelivered {
     /// What the provider reported.
     pub error: DeliveryError,
@@ -136,6 +147,7 @@ pub struct NotificationUndelivered {
 
 /// Payload of [`NotificationEvent::NotificationCancelled`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NotificationCancelled {
     /// Why.
     pub reason: String,
@@ -145,6 +157,7 @@ pub struct NotificationCancelled {
 
 /// Payload of [`NotificationEvent::NotificationRetryRequested`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct NotificationRetryRequested {
     /// Who asked.
     pub requested_by: String,
@@ -154,6 +167,7 @@ pub struct NotificationRetryRequested {
 
 /// Payload of events that only carry a time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StatusReached {
     /// When.
     pub at: DateTime<Utc>,
@@ -161,6 +175,7 @@ pub struct StatusReached {
 
 /// Events of [`super::Notification`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(tag = "type", content = "data")]
 pub enum NotificationEvent {
     /// A notification was accepted.
@@ -194,18 +209,18 @@ pub enum NotificationEvent {
 }
 
 event_names!(NotificationEvent {
-    NotificationCreated,
-    NotificationScheduled,
-    NotificationQueued,
-    DeliveryAttemptStarted,
-    NotificationSent,
-    DeliveryAttemptFailed,
-    DeliveryOutcomeUnknown,
-    RetryScheduled,
-    NotificationFailed,
-    NotificationDelivered,
-    NotificationRead,
-    NotificationUndelivered,
-    NotificationCancelled,
-    NotificationRetryRequested,
+    NotificationCreated(NotificationCreated),
+    NotificationScheduled(NotificationScheduled),
+    NotificationQueued(AttemptEvent),
+    DeliveryAttemptStarted(DeliveryAttemptStarted),
+    NotificationSent(NotificationSent),
+    DeliveryAttemptFailed(DeliveryAttemptFailed),
+    DeliveryOutcomeUnknown(AttemptEvent),
+    RetryScheduled(RetryScheduled),
+    NotificationFailed(NotificationFailed),
+    NotificationDelivered(StatusReached),
+    NotificationRead(StatusReached),
+    NotificationUndelivered(NotificationUndelivered),
+    NotificationCancelled(NotificationCancelled),
+    NotificationRetryRequested(NotificationRetryRequested),
 });

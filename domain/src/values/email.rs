@@ -12,6 +12,7 @@ use crate::DomainError;
 /// Only the shape is checked (`local@domain.tld`, no spaces, at most 254 characters): whether the
 /// mailbox exists is not the domain's business.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(try_from = "String", into = "String")]
 pub struct Email(String);
 

@@ -9,6 +9,7 @@ use crate::DomainError;
 
 /// A phone number in E.164 form: `+`, a country code starting with 1–9, at most 15 digits.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(try_from = "String", into = "String")]
 pub struct PhoneNumber(String);
 

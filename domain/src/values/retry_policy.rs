@@ -14,6 +14,7 @@ use crate::DomainError;
 /// notifications failing at once (a provider outage), their retries spread out instead of
 /// hitting the provider in one wave, while no retry ever waits longer than the cap.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RetryPolicy {
     /// Attempts in one round, the first included (1–10).

@@ -10,6 +10,7 @@ use crate::DomainError;
 /// The roles of Keryu's access control. What each may do is decided at the API's edge; the
 /// domain only records which role a custodian has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     /// Everything, including custodian administration and template approval.
