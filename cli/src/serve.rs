@@ -1,7 +1,7 @@
 //! `keryu serve` / `keryu command-api`: the HTTP command API until SIGTERM or Ctrl-C.
 
 use anyhow::Context;
-use keryu_command_api::{AppState, Settings, auth, router};
+use keryu_command_api::{AppState, Settings, auth, idempotency, router};
 use keryu_infra::config::Config;
 use keryu_infra::postgres::PgEventStore;
 
@@ -24,6 +24,7 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
             body_limit: config.http.body_limit,
         },
     );
+    tokio::spawn(sweep_idempotency_keys(state.store().pool().clone()));
     let listener = tokio::net::TcpListener::bind(config.http.addr)
         .await
         .with_context(|| format!("could not listen on {} (KERYU_HTTP_ADDR)", config.http.addr))?;
@@ -32,6 +33,20 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("the HTTP server failed")
+}
+
+/// Forgets idempotency records past their retention, hourly. Several instances sweeping at
+/// once is harmless (the deletes just overlap).
+async fn sweep_idempotency_keys(pool: sqlx::PgPool) {
+    let mut hourly = tokio::time::interval(std::time::Duration::from_secs(3600));
+    loop {
+        hourly.tick().await;
+        match idempotency::sweep_expired(&pool, idempotency::RETENTION).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "forgot expired idempotency keys"),
+            Err(error) => tracing::warn!(%error, "could not sweep expired idempotency keys"),
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -248,3 +248,21 @@ fn replay(stored: StoredResponse) -> Response {
     headers.insert(IDEMPOTENCY_REPLAYED, HeaderValue::from_static("true"));
     response
 }
+
+/// How long an answer is kept for retries. Clients retry within minutes; a day covers long
+/// outages on their side without keeping records forever.
+pub const RETENTION: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
+
+/// Deletes records older than `retention`; returns how many. Run periodically by `keryu serve`.
+///
+/// # Errors
+/// When the database fails.
+pub async fn sweep_expired(pool: &PgPool, retention: std::time::Duration) -> sqlx::Result<u64> {
+    let deleted = sqlx::query(
+        "DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(secs => $1)",
+    )
+    .bind(retention.as_secs_f64())
+    .execute(pool)
+    .await?;
+    Ok(deleted.rows_affected())
+}

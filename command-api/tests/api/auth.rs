@@ -13,6 +13,8 @@ use crate::harness::{AUDIENCE, Api, ISSUER, SECRET};
 
 const PUBLIC_PEM: &[u8] = include_bytes!("fixtures/rs256-public.pem");
 const PRIVATE_PEM: &[u8] = include_bytes!("fixtures/rs256-private.pem");
+const ED_PUBLIC_PEM: &[u8] = include_bytes!("fixtures/ed25519-public.pem");
+const ED_PRIVATE_PEM: &[u8] = include_bytes!("fixtures/ed25519-private.pem");
 
 fn claims(role: Role, expires_in: Duration, issuer: &str, audience: &str) -> Claims {
     let now = Utc::now();
@@ -153,4 +155,33 @@ async fn algorithm_confusion_is_refused(pool: PgPool) {
         &public_as_secret,
     );
     assert_eq!(create_subject(&api, &confused).await, 401);
+}
+
+/// EdDSA deployments accept Ed25519 tokens and nothing else.
+#[sqlx::test(migrator = "keryu_infra::postgres::MIGRATOR")]
+async fn eddsa_tokens_are_verified_with_the_public_key(pool: PgPool) {
+    let verifier = TokenVerifier::new(
+        Algorithm::EdDSA,
+        DecodingKey::from_ed_pem(ED_PUBLIC_PEM).expect("public key"),
+        ISSUER,
+        AUDIENCE,
+    );
+    let issuer = TokenIssuer::new(
+        Algorithm::EdDSA,
+        EncodingKey::from_ed_pem(ED_PRIVATE_PEM).expect("private key"),
+        ISSUER,
+        AUDIENCE,
+        Duration::minutes(5),
+    );
+    let api = Api::start_with(pool, verifier, issuer).await;
+    assert_eq!(
+        create_subject(&api, &api.token(Role::Integrator, "i-1")).await,
+        201
+    );
+    let hs256 = sign(
+        Algorithm::HS256,
+        &claims(Role::Admin, Duration::minutes(5), ISSUER, AUDIENCE),
+        &EncodingKey::from_secret(ED_PUBLIC_PEM).expect("key"),
+    );
+    assert_eq!(create_subject(&api, &hs256).await, 401);
 }

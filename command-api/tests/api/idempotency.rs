@@ -156,3 +156,42 @@ async fn concurrent_retries_execute_once(pool: PgPool) {
         .count();
     assert_eq!(registered, 1);
 }
+
+/// Records older than the retention are swept; younger ones stay.
+#[sqlx::test(migrator = "keryu_infra::postgres::MIGRATOR")]
+async fn expired_records_are_swept(pool: PgPool) {
+    let api = Api::start(pool.clone()).await;
+    let admin = api.admin().await;
+    let body = json!({ "name": "Ana", "phone": "+14155238886" });
+    for key in ["old", "new"] {
+        api.send(
+            Method::POST,
+            "/api/subjects",
+            Some(&admin),
+            Some(&body),
+            &[("idempotency-key", key)],
+        )
+        .await
+        .expect(201);
+    }
+    sqlx::query(
+        "UPDATE idempotency_keys SET created_at = now() - interval '2 days' WHERE key = 'old'",
+    )
+    .execute(&pool)
+    .await
+    .expect("age a record");
+
+    let swept = keryu_command_api::idempotency::sweep_expired(
+        &pool,
+        keryu_command_api::idempotency::RETENTION,
+    )
+    .await
+    .expect("sweep");
+
+    assert_eq!(swept, 1);
+    let left: Vec<String> = sqlx::query_scalar("SELECT key FROM idempotency_keys")
+        .fetch_all(&pool)
+        .await
+        .expect("keys");
+    assert_eq!(left, ["new"]);
+}
