@@ -27,9 +27,13 @@ use crate::{DomainError, DomainEvent};
 ///     raised_by: "integrator-1".to_owned(),
 ///     at,
 /// };
+/// // decide: what happens, as events; the state itself does not change.
 /// let events = Alarm::default().decide(raise.clone()).unwrap();
-/// let alarm = Alarm::replay(&events);
+/// // evolve: fold the events into the state (what a repository does after appending them).
+/// let alarm = events.iter().fold(Alarm::default(), Alarm::evolve);
 /// assert!(alarm.is_open());
+/// // replay: the same fold from nothing, as when loading the stream.
+/// assert_eq!(alarm, Alarm::replay(&events));
 /// // The same alarm cannot be raised twice, but it can be acknowledged.
 /// assert!(alarm.decide(raise).is_err());
 /// assert!(alarm.decide(AlarmCommand::Acknowledge { by: "ana".to_owned(), at }).is_ok());

@@ -6,7 +6,8 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::error::require_text;
+use crate::checks::require_text;
+use crate::error::Violation;
 use crate::event::event_names;
 use crate::{Aggregate, AlarmId, DomainError, SubjectId};
 
@@ -38,16 +39,21 @@ pub struct Location {
 
 impl Location {
     fn validate(&self) -> Result<(), DomainError> {
-        if !(self.latitude.is_finite() && (-90.0..=90.0).contains(&self.latitude)) {
+        // `contains` is false for NaN, so no separate finiteness check is needed.
+        if !(-90.0..=90.0).contains(&self.latitude) {
             return Err(DomainError::invalid(
                 "latitude",
-                "must be between -90 and 90",
+                Violation::OutOfRange {
+                    expected: "between -90 and 90",
+                },
             ));
         }
-        if !(self.longitude.is_finite() && (-180.0..=180.0).contains(&self.longitude)) {
+        if !(-180.0..=180.0).contains(&self.longitude) {
             return Err(DomainError::invalid(
                 "longitude",
-                "must be between -180 and 180",
+                Violation::OutOfRange {
+                    expected: "between -180 and 180",
+                },
             ));
         }
         Ok(())
@@ -201,7 +207,7 @@ impl Aggregate for Alarm {
     fn decide(&self, command: AlarmCommand) -> Result<Vec<AlarmEvent>, DomainError> {
         let refuse = |command| DomainError::InvalidTransition {
             aggregate: Self::CATEGORY,
-            state: self.status.name(),
+            from: self.status.name(),
             command,
         };
         if self.id.is_none() && !matches!(command, AlarmCommand::Raise { .. }) {
@@ -277,147 +283,4 @@ impl Aggregate for Alarm {
 }
 
 #[cfg(test)]
-mod tests {
-    use chrono::TimeZone;
-    use proptest::prelude::*;
-    use uuid::Uuid;
-
-    use super::*;
-    use crate::DomainEvent;
-    use crate::testing::{assert_stored_form, given, run_history};
-
-    fn at() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 11, 28, 9, 0, 0)
-            .single()
-            .expect("valid time")
-    }
-
-    fn raise(location: Option<Location>) -> AlarmCommand {
-        AlarmCommand::Raise {
-            id: AlarmId(Uuid::nil()),
-            subject_id: SubjectId(Uuid::nil()),
-            situation: Situation::Lost,
-            description: "Not home".to_owned(),
-            location,
-            raised_by: "integrator".to_owned(),
-            at: at(),
-        }
-    }
-
-    fn raised() -> AlarmEvent {
-        AlarmEvent::AlarmRaised(AlarmRaised {
-            id: AlarmId(Uuid::nil()),
-            subject_id: SubjectId(Uuid::nil()),
-            situation: Situation::Lost,
-            description: "Not home".to_owned(),
-            location: None,
-            raised_by: "integrator".to_owned(),
-            at: at(),
-        })
-    }
-
-    fn handled(note: Option<&str>) -> AlarmHandled {
-        AlarmHandled {
-            by: "ana".to_owned(),
-            note: note.map(str::to_owned),
-            at: at(),
-        }
-    }
-
-    fn acknowledge() -> AlarmCommand {
-        AlarmCommand::Acknowledge {
-            by: "ana".to_owned(),
-            at: at(),
-        }
-    }
-
-    fn resolve() -> AlarmCommand {
-        AlarmCommand::Resolve {
-            by: "ana".to_owned(),
-            note: Some("Found".to_owned()),
-            at: at(),
-        }
-    }
-
-    #[test]
-    fn raise_acknowledge_resolve() {
-        given::<Alarm>(&[]).when(raise(None)).then(&[raised()]);
-        given::<Alarm>(&[raised()])
-            .when(acknowledge())
-            .then(&[AlarmEvent::AlarmAcknowledged(handled(None))]);
-        let closed = given::<Alarm>(&[raised(), AlarmEvent::AlarmAcknowledged(handled(None))])
-            .when(resolve())
-            .then(&[AlarmEvent::AlarmResolved(handled(Some("Found")))]);
-        assert!(!closed.is_open());
-        // Resolving without acknowledging first is allowed.
-        given::<Alarm>(&[raised()])
-            .when(resolve())
-            .then(&[AlarmEvent::AlarmResolved(handled(Some("Found")))]);
-    }
-
-    #[test]
-    fn refused_transitions() {
-        let acknowledged = [raised(), AlarmEvent::AlarmAcknowledged(handled(None))];
-        let resolved = [raised(), AlarmEvent::AlarmResolved(handled(None))];
-        given::<Alarm>(&[raised()])
-            .when(raise(None))
-            .then_error(DomainError::AlreadyExists { aggregate: "alarm" });
-        given::<Alarm>(&[])
-            .when(acknowledge())
-            .then_error(DomainError::NotFound { aggregate: "alarm" });
-        given::<Alarm>(&acknowledged)
-            .when(acknowledge())
-            .then_error(DomainError::InvalidTransition {
-                aggregate: "alarm",
-                state: "acknowledged",
-                command: "acknowledge",
-            });
-        given::<Alarm>(&resolved).when(acknowledge()).then_refused();
-        given::<Alarm>(&resolved).when(resolve()).then_refused();
-        for bad in [
-            Location {
-                latitude: 91.0,
-                longitude: 0.0,
-            },
-            Location {
-                latitude: 0.0,
-                longitude: -181.0,
-            },
-            Location {
-                latitude: f64::NAN,
-                longitude: 0.0,
-            },
-        ] {
-            given::<Alarm>(&[]).when(raise(Some(bad))).then_refused();
-        }
-    }
-
-    #[test]
-    fn every_event_has_its_stable_stored_form() {
-        let events = [
-            raised(),
-            AlarmEvent::AlarmAcknowledged(handled(None)),
-            AlarmEvent::AlarmResolved(handled(Some("ok"))),
-        ];
-        for event in &events {
-            assert_stored_form(event);
-        }
-        let names: Vec<&str> = events.iter().map(DomainEvent::event_type).collect();
-        assert_eq!(names, AlarmEvent::EVENT_TYPES);
-    }
-
-    proptest! {
-        #[test]
-        fn any_history_replays_to_the_same_state(choices in prop::collection::vec(0u8..3, 0..12)) {
-            let commands = choices
-                .into_iter()
-                .map(|choice| match choice {
-                    0 => raise(Some(Location { latitude: 40.4, longitude: -3.7 })),
-                    1 => acknowledge(),
-                    _ => resolve(),
-                })
-                .collect();
-            run_history::<Alarm>(commands);
-        }
-    }
-}
+mod tests;

@@ -9,6 +9,7 @@
 
 pub mod aggregate;
 pub mod alarm;
+mod checks;
 pub mod custodian;
 pub mod error;
 pub mod event;
@@ -22,7 +23,7 @@ pub mod values;
 mod testing;
 
 pub use aggregate::Aggregate;
-pub use error::DomainError;
+pub use error::{DomainError, Violation};
 pub use event::DomainEvent;
 pub use ids::{AlarmId, CustodianId, NotificationId, SubjectId, TemplateId};
 pub use values::{Email, PhoneNumber, RetryPolicy, Role};

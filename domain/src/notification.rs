@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! Created → Queued → Processing → Sent → Delivered → Read
-//!             ▲          │          └──────────┴─→ Undelivered (provider callback)
+//!             ▲          │          └─→ Undelivered (provider reports failed/undelivered)
 //!             │          ├─ attempt failed, transient, attempts left → RetryScheduled ─┐
 //!             │          └─ permanent error / max attempts / outcome unknown → Failed  │
 //!             └──────────────────── timer due ─────────────────────────────────────────┘
@@ -14,12 +14,24 @@
 //! with the version it read: of two dispatchers, only one can claim a given attempt. Attempts
 //! are counted per round; a manual retry starts a new round, so the attempt number never
 //! exceeds the retry policy's maximum.
+//!
+//! Choices worth knowing:
+//! - **Cancelling** is allowed "only before a send attempt", read as: while no attempt is in
+//!   flight — Scheduled, Queued or RetryScheduled. Once a dispatcher has claimed an attempt
+//!   (Processing) the message may already be with Twilio, and afterwards it is.
+//! - **Provider statuses** rank `sent < delivered < read`; `undelivered`/`failed` count only
+//!   while the notification is Sent. A status that repeats or would move the notification
+//!   backwards (a late `delivered` after `read`, a failure after a delivery receipt) is
+//!   accepted and changes nothing (`Ok(vec![])`): Twilio does not order its callbacks, and
+//!   answering an error would only make it retry them.
+//! - **Created** is never observable from outside: creation always records
+//!   `NotificationCreated` together with `NotificationQueued` or `NotificationScheduled`.
 
 mod command;
 mod event;
+mod status;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 
 pub use command::{
     FailureKind, NotificationCommand, NotificationContent, OutcomeUnknownPolicy, ProviderStatus,
@@ -30,76 +42,14 @@ pub use event::{
     NotificationRetryRequested, NotificationScheduled, NotificationSent, NotificationUndelivered,
     RetryScheduled, StatusReached,
 };
+pub use status::NotificationStatus;
 
-use crate::error::require_text;
-use crate::template::MAX_BODY_CHARS;
-use crate::{Aggregate, DomainError};
+use crate::checks::{require_text, require_unit_interval};
+use crate::error::Violation;
+use crate::{Aggregate, DomainError, RetryPolicy};
 
-/// Where a notification is in its lifecycle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(rename_all = "snake_case")]
-pub enum NotificationStatus {
-    /// Accepted (a transient state: always followed by Scheduled or Queued).
-    #[default]
-    Created,
-    /// Waiting for its scheduled time.
-    Scheduled,
-    /// Waiting for a dispatcher.
-    Queued,
-    /// A dispatcher is sending it.
-    Processing,
-    /// The provider accepted it.
-    Sent,
-    /// It reached the handset.
-    Delivered,
-    /// The recipient read it.
-    Read,
-    /// Waiting for the next attempt.
-    RetryScheduled,
-    /// No more attempts (until a manual retry).
-    Failed,
-    /// Stopped before being sent.
-    Cancelled,
-    /// The provider could not deliver it after sending.
-    Undelivered,
-}
-
-impl NotificationStatus {
-    /// Every status, for exhaustive tests and dashboards.
-    pub const ALL: [NotificationStatus; 11] = [
-        NotificationStatus::Created,
-        NotificationStatus::Scheduled,
-        NotificationStatus::Queued,
-        NotificationStatus::Processing,
-        NotificationStatus::Sent,
-        NotificationStatus::Delivered,
-        NotificationStatus::Read,
-        NotificationStatus::RetryScheduled,
-        NotificationStatus::Failed,
-        NotificationStatus::Cancelled,
-        NotificationStatus::Undelivered,
-    ];
-
-    /// The status as the API and read models spell it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NotificationStatus::Created => "created",
-            NotificationStatus::Scheduled => "scheduled",
-            NotificationStatus::Queued => "queued",
-            NotificationStatus::Processing => "processing",
-            NotificationStatus::Sent => "sent",
-            NotificationStatus::Delivered => "delivered",
-            NotificationStatus::Read => "read",
-            NotificationStatus::RetryScheduled => "retry_scheduled",
-            NotificationStatus::Failed => "failed",
-            NotificationStatus::Cancelled => "cancelled",
-            NotificationStatus::Undelivered => "undelivered",
-        }
-    }
-}
-
-/// The notification aggregate.
+/// The notification aggregate: what a read model or a dispatcher needs to know about one
+/// notification, rebuilt from its events.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Notification {
     /// The facts fixed at creation; `None` until created.
@@ -126,7 +76,19 @@ pub struct Notification {
     pub read_at: Option<DateTime<Utc>>,
 }
 
+/// The most characters of a provider message id Keryu stores (Twilio's are 34).
+const MAX_PROVIDER_MESSAGE_ID_CHARS: usize = 64;
+/// The most characters of a cancellation reason.
+const MAX_REASON_CHARS: usize = 500;
+/// The most characters naming who acted (a dispatcher, an admin), for the audit trail.
+const MAX_ACTOR_CHARS: usize = 200;
+
 impl Notification {
+    /// Where the notification is in its lifecycle.
+    pub fn status(&self) -> NotificationStatus {
+        self.status
+    }
+
     fn create(command: NotificationCommand) -> Result<Vec<NotificationEvent>, DomainError> {
         let NotificationCommand::Create {
             id,
@@ -144,7 +106,7 @@ impl Notification {
             });
         };
         retry_policy.validate()?;
-        require_text("body", content.body(), MAX_BODY_CHARS)?;
+        content.validate()?;
         // A time in the past means "now": the API refuses it, but a timer's late command must
         // not lose the notification.
         let due_later = scheduled_for.filter(|scheduled_for| *scheduled_for > at);
@@ -170,36 +132,59 @@ impl Notification {
         Ok(vec![created, next])
     }
 
+    /// A timer fired: queue the next attempt, if it is due.
+    fn queue(&self, at: DateTime<Utc>) -> Result<Vec<NotificationEvent>, DomainError> {
+        if let Some(not_before) = self.not_before.filter(|not_before| at < *not_before) {
+            return Err(DomainError::invalid("at", Violation::NotDue { not_before }));
+        }
+        Ok(vec![NotificationEvent::NotificationQueued(AttemptEvent {
+            attempt: self.attempt + 1,
+            at,
+        })])
+    }
+
     /// After a failed or unknown attempt: another attempt later if `retryable` and the round has
     /// attempts left, otherwise give up for `reason` (or because the round is exhausted).
     fn after_failure(
         &self,
-        created: &NotificationCreated,
+        policy: &RetryPolicy,
         retryable: bool,
         reason: FailureReason,
         random_unit: f64,
         at: DateTime<Utc>,
-    ) -> NotificationEvent {
-        let policy = created.retry_policy;
-        if retryable && self.attempt < policy.max_attempts {
-            let attempt = self.attempt + 1;
-            NotificationEvent::RetryScheduled(RetryScheduled {
-                attempt,
-                not_before: at + policy.delay_before_attempt(attempt, random_unit),
+    ) -> Result<NotificationEvent, DomainError> {
+        require_unit_interval(random_unit)?;
+        if !retryable {
+            return Ok(NotificationEvent::NotificationFailed(NotificationFailed {
+                reason,
                 at,
-            })
-        } else {
-            let reason = if retryable {
-                FailureReason::MaxAttemptsReached
-            } else {
-                reason
-            };
-            NotificationEvent::NotificationFailed(NotificationFailed { reason, at })
+            }));
         }
+        if self.attempt >= policy.max_attempts {
+            return Ok(NotificationEvent::NotificationFailed(NotificationFailed {
+                reason: FailureReason::MaxAttemptsReached,
+                at,
+            }));
+        }
+        let attempt = self.attempt + 1;
+        let not_before = at
+            .checked_add_signed(policy.delay_before_attempt(attempt, random_unit))
+            .ok_or(DomainError::invalid(
+                "at",
+                Violation::OutOfRange {
+                    expected: "a time a retry delay can be added to",
+                },
+            ))?;
+        Ok(NotificationEvent::RetryScheduled(RetryScheduled {
+            attempt,
+            not_before,
+            at,
+        }))
     }
 
     /// A provider callback after sending. Callbacks arrive late, twice or out of order, so a
-    /// status that would move the notification backwards (or repeats it) changes nothing.
+    /// status that would move the notification backwards (or repeats it) changes nothing; see
+    /// the module docs.
     fn on_provider_status(
         &self,
         status: ProviderStatus,
@@ -215,7 +200,7 @@ impl Notification {
             (S::Sent | S::Delivered, ProviderStatus::Read) => {
                 NotificationEvent::NotificationRead(StatusReached { at })
             }
-            (S::Sent | S::Delivered, ProviderStatus::Undelivered | ProviderStatus::Failed) => {
+            (S::Sent, ProviderStatus::Undelivered | ProviderStatus::Failed) => {
                 NotificationEvent::NotificationUndelivered(NotificationUndelivered {
                     error: DeliveryError {
                         code: error_code,
@@ -229,16 +214,6 @@ impl Notification {
         };
         vec![event]
     }
-
-    fn require_due(&self, at: DateTime<Utc>) -> Result<(), DomainError> {
-        match self.not_before {
-            Some(not_before) if at < not_before => Err(DomainError::invalid(
-                "at",
-                format!("the notification is not due before {not_before}"),
-            )),
-            _ => Ok(()),
-        }
-    }
 }
 
 impl Aggregate for Notification {
@@ -246,38 +221,34 @@ impl Aggregate for Notification {
     type Command = NotificationCommand;
     type Event = NotificationEvent;
 
+    /// The whole state machine is the `match` below: each arm is one accepted (status,
+    /// command) pair; every other pair is an [`DomainError::InvalidTransition`].
     fn decide(&self, command: NotificationCommand) -> Result<Vec<NotificationEvent>, DomainError> {
         use NotificationCommand as C;
         use NotificationStatus as S;
         let Some(created) = &self.created else {
             return Notification::create(command);
         };
+        let policy = &created.retry_policy;
         let refused = DomainError::InvalidTransition {
             aggregate: Self::CATEGORY,
-            state: self.status.as_str(),
+            from: self.status.as_str(),
             command: command.name(),
         };
-        let events = match (self.status, command) {
-            (_, C::Create { .. }) => {
-                return Err(DomainError::AlreadyExists {
-                    aggregate: Self::CATEGORY,
-                });
-            }
-            (S::Scheduled | S::RetryScheduled, C::Queue { at }) => {
-                self.require_due(at)?;
-                vec![NotificationEvent::NotificationQueued(AttemptEvent {
-                    attempt: self.attempt + 1,
-                    at,
-                })]
-            }
+        match (self.status, command) {
+            (_, C::Create { .. }) => Err(DomainError::AlreadyExists {
+                aggregate: Self::CATEGORY,
+            }),
+            (S::Scheduled | S::RetryScheduled, C::Queue { at }) => self.queue(at),
             (S::Queued, C::StartAttempt { dispatcher, at }) => {
-                vec![NotificationEvent::DeliveryAttemptStarted(
+                require_text("dispatcher", &dispatcher, MAX_ACTOR_CHARS)?;
+                Ok(vec![NotificationEvent::DeliveryAttemptStarted(
                     DeliveryAttemptStarted {
                         attempt: self.attempt + 1,
                         dispatcher,
                         at,
                     },
-                )]
+                )])
             }
             (
                 S::Processing,
@@ -286,12 +257,18 @@ impl Aggregate for Notification {
                     at,
                 },
             ) => {
-                require_text("provider_message_id", &provider_message_id, 64)?;
-                vec![NotificationEvent::NotificationSent(NotificationSent {
-                    attempt: self.attempt,
-                    provider_message_id,
-                    at,
-                })]
+                require_text(
+                    "provider_message_id",
+                    &provider_message_id,
+                    MAX_PROVIDER_MESSAGE_ID_CHARS,
+                )?;
+                Ok(vec![NotificationEvent::NotificationSent(
+                    NotificationSent {
+                        attempt: self.attempt,
+                        provider_message_id,
+                        at,
+                    },
+                )])
             }
             (
                 S::Processing,
@@ -303,6 +280,14 @@ impl Aggregate for Notification {
                     at,
                 },
             ) => {
+                let retryable = kind == FailureKind::Transient;
+                let next = self.after_failure(
+                    policy,
+                    retryable,
+                    FailureReason::PermanentError,
+                    random_unit,
+                    at,
+                )?;
                 let failed = NotificationEvent::DeliveryAttemptFailed(DeliveryAttemptFailed {
                     attempt: self.attempt,
                     error: DeliveryError {
@@ -312,37 +297,29 @@ impl Aggregate for Notification {
                     kind,
                     at,
                 });
-                let retryable = kind == FailureKind::Transient;
-                let next = self.after_failure(
-                    created,
-                    retryable,
-                    FailureReason::PermanentError,
-                    random_unit,
-                    at,
-                );
-                vec![failed, next]
+                Ok(vec![failed, next])
             }
             (
                 S::Processing,
                 C::RecordOutcomeUnknown {
-                    policy,
+                    policy: on_unknown,
                     random_unit,
                     at,
                 },
             ) => {
-                let unknown = NotificationEvent::DeliveryOutcomeUnknown(AttemptEvent {
-                    attempt: self.attempt,
-                    at,
-                });
-                let retryable = policy == OutcomeUnknownPolicy::Retry;
+                let retryable = on_unknown == OutcomeUnknownPolicy::Retry;
                 let next = self.after_failure(
-                    created,
+                    policy,
                     retryable,
                     FailureReason::OutcomeUnknown,
                     random_unit,
                     at,
-                );
-                vec![unknown, next]
+                )?;
+                let unknown = NotificationEvent::DeliveryOutcomeUnknown(AttemptEvent {
+                    attempt: self.attempt,
+                    at,
+                });
+                Ok(vec![unknown, next])
             }
             (
                 S::Sent | S::Delivered | S::Read | S::Undelivered,
@@ -352,23 +329,25 @@ impl Aggregate for Notification {
                     error_message,
                     at,
                 },
-            ) => self.on_provider_status(status, error_code, error_message, at),
+            ) => Ok(self.on_provider_status(status, error_code, error_message, at)),
             (S::Scheduled | S::Queued | S::RetryScheduled, C::Cancel { reason, at }) => {
-                require_text("reason", &reason, 500)?;
-                vec![NotificationEvent::NotificationCancelled(
+                require_text("reason", &reason, MAX_REASON_CHARS)?;
+                Ok(vec![NotificationEvent::NotificationCancelled(
                     NotificationCancelled { reason, at },
-                )]
+                )])
             }
-            (S::Failed, C::Retry { requested_by, at }) => vec![
-                NotificationEvent::NotificationRetryRequested(NotificationRetryRequested {
-                    requested_by,
-                    at,
-                }),
-                NotificationEvent::NotificationQueued(AttemptEvent { attempt: 1, at }),
-            ],
-            _ => return Err(refused),
-        };
-        Ok(events)
+            (S::Failed, C::Retry { requested_by, at }) => {
+                require_text("requested_by", &requested_by, MAX_ACTOR_CHARS)?;
+                Ok(vec![
+                    NotificationEvent::NotificationRetryRequested(NotificationRetryRequested {
+                        requested_by,
+                        at,
+                    }),
+                    NotificationEvent::NotificationQueued(AttemptEvent { attempt: 1, at }),
+                ])
+            }
+            _ => Err(refused),
+        }
     }
 
     fn evolve(mut self, event: &NotificationEvent) -> Self {
@@ -390,7 +369,7 @@ impl Aggregate for Notification {
             NotificationEvent::DeliveryAttemptStarted(started) => {
                 self.status = S::Processing;
                 self.attempt = started.attempt;
-                self.total_attempts += 1;
+                self.total_attempts = self.total_attempts.saturating_add(1);
             }
             NotificationEvent::NotificationSent(sent) => {
                 self.status = S::Sent;

@@ -5,7 +5,8 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{require_active, require_text};
+use crate::checks::{require_active, require_text};
+use crate::error::Violation;
 use crate::event::event_names;
 use crate::{Aggregate, CustodianId, DomainError, PhoneNumber, SubjectId};
 
@@ -144,7 +145,10 @@ fn validate_preferences(preferences: &serde_json::Value) -> Result<(), DomainErr
     if preferences.is_object() {
         Ok(())
     } else {
-        Err(DomainError::invalid("preferences", "must be a JSON object"))
+        Err(DomainError::invalid(
+            "preferences",
+            Violation::NotAJsonObject,
+        ))
     }
 }
 

@@ -6,80 +6,18 @@
 //! approved version stays usable until the new one is approved — so fixing a typo never stops
 //! notifications that already rely on the template.
 
+mod content;
 mod render;
-
-use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-pub use render::{MAX_BODY_CHARS, RenderError, placeholders, render};
+pub use content::TemplateContent;
+pub use render::{MAX_BODY_CHARS, MAX_WHATSAPP_TEMPLATE_CHARS, RenderError, placeholders, render};
 
-use crate::error::require_text;
+use crate::checks::require_text;
 use crate::event::event_names;
 use crate::{Aggregate, DomainError, TemplateId};
-
-/// What a template says and how Twilio knows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(deny_unknown_fields)]
-pub struct TemplateContent {
-    /// The message text with `{{1}}`…`{{n}}` placeholders.
-    pub content: String,
-    /// One description per placeholder, keyed `"1"`…`"n"` (what the value means, for humans).
-    pub variables: BTreeMap<String, String>,
-    /// Language of the text, e.g. `es` or `pt_BR` (as in WhatsApp template languages).
-    pub language: String,
-    /// Twilio Content API sid (`HX` + 32 hex digits) of the approved WhatsApp template, when
-    /// the message must be sent as a template (outside the 24-hour window).
-    pub content_sid: Option<String>,
-}
-
-impl TemplateContent {
-    /// Checks the content's placeholders against the declared variables and the other fields.
-    ///
-    /// # Errors
-    /// [`DomainError`] naming what is wrong.
-    pub fn validate(&self) -> Result<(), DomainError> {
-        require_text("content", &self.content, MAX_BODY_CHARS)?;
-        let used = placeholders(&self.content)?;
-        let declared: Vec<&String> = self.variables.keys().collect();
-        let expected: Vec<String> = used.iter().map(u32::to_string).collect();
-        if declared
-            .iter()
-            .map(|k| k.as_str())
-            .ne(expected.iter().map(String::as_str))
-        {
-            return Err(DomainError::invalid(
-                "variables",
-                format!("must declare exactly the placeholders used: {expected:?}"),
-            ));
-        }
-        let language_ok = (2..=8).contains(&self.language.len())
-            && self
-                .language
-                .bytes()
-                .all(|b| b.is_ascii_alphabetic() || b == b'_' || b == b'-');
-        if !language_ok {
-            return Err(DomainError::invalid(
-                "language",
-                "must be a language code like es or pt_BR",
-            ));
-        }
-        if let Some(sid) = &self.content_sid {
-            let valid = sid.len() == 34
-                && sid.starts_with("HX")
-                && sid[2..].bytes().all(|b| b.is_ascii_hexdigit());
-            if !valid {
-                return Err(DomainError::invalid(
-                    "content_sid",
-                    "must be HX followed by 32 hex digits",
-                ));
-            }
-        }
-        Ok(())
-    }
-}
 
 /// Where a template version is in its review.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -255,7 +193,7 @@ impl MessageTemplate {
     fn refuse(&self, command: &'static str) -> DomainError {
         DomainError::InvalidTransition {
             aggregate: Self::CATEGORY,
-            state: self.status.name(),
+            from: self.status.name(),
             command,
         }
     }

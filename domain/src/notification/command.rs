@@ -5,7 +5,12 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::{AlarmId, NotificationId, PhoneNumber, RetryPolicy, SubjectId, TemplateId};
+use crate::checks::{require_at_most, require_content_sid, require_text};
+use crate::error::Violation;
+use crate::template::{MAX_BODY_CHARS, MAX_WHATSAPP_TEMPLATE_CHARS};
+use crate::{
+    AlarmId, DomainError, NotificationId, PhoneNumber, RetryPolicy, SubjectId, TemplateId,
+};
 
 /// What a notification says.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,6 +43,39 @@ impl NotificationContent {
         match self {
             NotificationContent::FreeText { body } => body,
             NotificationContent::Template { rendered_body, .. } => rendered_body,
+        }
+    }
+
+    /// Checks what Twilio would otherwise refuse only after the notification was accepted: a
+    /// blank or too long body (21617), a malformed Content sid (21655), a WhatsApp template
+    /// longer than Meta allows (63021).
+    ///
+    /// # Errors
+    /// [`DomainError::InvalidValue`] naming the field.
+    pub(super) fn validate(&self) -> Result<(), DomainError> {
+        match self {
+            NotificationContent::FreeText { body } => require_text("body", body, MAX_BODY_CHARS),
+            NotificationContent::Template {
+                template_version,
+                content_sid,
+                rendered_body,
+                ..
+            } => {
+                if *template_version == 0 {
+                    return Err(DomainError::invalid(
+                        "template_version",
+                        Violation::OutOfRange {
+                            expected: "at least 1",
+                        },
+                    ));
+                }
+                require_text("rendered_body", rendered_body, MAX_BODY_CHARS)?;
+                if let Some(sid) = content_sid {
+                    require_content_sid(sid)?;
+                    require_at_most("rendered_body", rendered_body, MAX_WHATSAPP_TEMPLATE_CHARS)?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -102,7 +140,9 @@ pub enum NotificationCommand {
         /// When.
         at: DateTime<Utc>,
     },
-    /// A timer fired: a scheduled notification or a retry is due.
+    /// A timer fired: a scheduled notification or a retry is due. Refused with
+    /// [`Violation::NotDue`] when `at` is before the due time, so an early timer cannot
+    /// shorten a backoff.
     Queue {
         /// When.
         at: DateTime<Utc>,
@@ -129,7 +169,8 @@ pub enum NotificationCommand {
         error_message: String,
         /// Whether trying again may help.
         kind: FailureKind,
-        /// A number in `[0, 1)` drawn by the caller, for the retry's jitter.
+        /// A number in `[0, 1)` drawn by the caller, for the retry's jitter (randomness is an
+        /// input, so the decision replays exactly).
         random_unit: f64,
         /// When.
         at: DateTime<Utc>,
@@ -143,7 +184,8 @@ pub enum NotificationCommand {
         /// When.
         at: DateTime<Utc>,
     },
-    /// A status callback from the provider.
+    /// A status callback from the provider. Repeated or stale statuses are accepted and change
+    /// nothing, because Twilio neither orders nor de-duplicates its callbacks.
     RecordProviderStatus {
         /// The reported status.
         status: ProviderStatus,
@@ -154,7 +196,9 @@ pub enum NotificationCommand {
         /// When.
         at: DateTime<Utc>,
     },
-    /// Stop a notification that is waiting (scheduled, queued or waiting for a retry).
+    /// Stop a notification that is waiting (scheduled, queued or waiting for a retry): "only
+    /// before a send attempt" means while no attempt is in flight, since a claimed attempt may
+    /// already have reached Twilio.
     Cancel {
         /// Why, for the audit trail.
         reason: String,

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::*;
 use crate::testing::{assert_stored_form, given, run_history};
-use crate::{DomainEvent, NotificationId, RetryPolicy, SubjectId, TemplateId};
+use crate::{DomainEvent, NotificationId, RetryPolicy, SubjectId, TemplateId, Violation};
 
 fn at() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 28, 9, 0, 0)
@@ -203,39 +203,59 @@ fn commands() -> Vec<NotificationCommand> {
     ]
 }
 
-/// The whole state machine: which command each status accepts.
+/// The whole state machine: which command each status accepts, and the status it leads to
+/// (with the values of `commands()`); every other command is refused with a typed error.
 #[test]
 fn every_status_accepts_exactly_its_commands() {
     use NotificationStatus as S;
-    let accepted: &[(S, &[&str])] = &[
+    let accepted: &[(S, &[(&str, S)])] = &[
         (S::Created, &[]),
-        (S::Scheduled, &["queue", "cancel"]),
-        (S::Queued, &["start an attempt", "cancel"]),
+        (
+            S::Scheduled,
+            &[("queue", S::Queued), ("cancel", S::Cancelled)],
+        ),
+        (
+            S::Queued,
+            &[
+                ("start an attempt", S::Processing),
+                ("cancel", S::Cancelled),
+            ],
+        ),
         (
             S::Processing,
             &[
-                "record a send",
-                "record a failed attempt",
-                "record an unknown outcome",
+                ("record a send", S::Sent),
+                ("record a failed attempt", S::Failed),
+                ("record an unknown outcome", S::Failed),
             ],
         ),
-        (S::Sent, &["record a provider status"]),
-        (S::Delivered, &["record a provider status"]),
-        (S::Read, &["record a provider status"]),
-        (S::Undelivered, &["record a provider status"]),
-        (S::RetryScheduled, &["queue", "cancel"]),
-        (S::Failed, &["retry"]),
+        (S::Sent, &[("record a provider status", S::Read)]),
+        (S::Delivered, &[("record a provider status", S::Read)]),
+        (S::Read, &[("record a provider status", S::Read)]),
+        (
+            S::Undelivered,
+            &[("record a provider status", S::Undelivered)],
+        ),
+        (
+            S::RetryScheduled,
+            &[("queue", S::Queued), ("cancel", S::Cancelled)],
+        ),
+        (S::Failed, &[("retry", S::Queued)]),
         (S::Cancelled, &[]),
     ];
     assert_eq!(accepted.len(), NotificationStatus::ALL.len());
     for (status, allowed) in accepted {
         let state = Notification::replay(&history(*status));
-        assert_eq!(state.status, *status, "history of {status:?}");
+        assert_eq!(state.status(), *status, "history of {status:?}");
         for command in commands() {
             let name = command.name();
             let outcome = state.decide(command);
-            if allowed.contains(&name) {
-                assert!(outcome.is_ok(), "{status:?} refused {name}: {outcome:?}");
+            if let Some((_, next)) = allowed.iter().find(|(allowed, _)| *allowed == name) {
+                let Ok(events) = outcome else {
+                    panic!("{status:?} refused {name}: {outcome:?}");
+                };
+                let after = events.iter().fold(state.clone(), Notification::evolve);
+                assert_eq!(after.status(), *next, "{status:?} then {name}");
             } else if name == "create" {
                 assert_eq!(
                     outcome,
@@ -248,7 +268,7 @@ fn every_status_accepts_exactly_its_commands() {
                     outcome,
                     Err(DomainError::InvalidTransition {
                         aggregate: "notification",
-                        state: status.as_str(),
+                        from: status.as_str(),
                         command: name,
                     }),
                     "{status:?} accepted {name}"
@@ -302,29 +322,88 @@ fn create_validates_its_content_and_policy() {
         at: at(),
     };
     let text = |body: String| NotificationContent::FreeText { body };
-    given::<Notification>(&[])
-        .when(with(text(" ".to_owned()), policy(3)))
-        .then_refused();
-    given::<Notification>(&[])
-        .when(with(text("x".repeat(1_601)), policy(3)))
-        .then_refused();
+    let template =
+        |content_sid: Option<&str>, rendered_body: String| NotificationContent::Template {
+            template_id: TemplateId(Uuid::nil()),
+            template_version: 2,
+            content_sid: content_sid.map(str::to_owned),
+            variables: BTreeMap::from([("1".to_owned(), "Ana".to_owned())]),
+            rendered_body,
+        };
+    let sid = "HX0123456789abcdef0123456789abcdef";
     let mut too_many = policy(3);
     too_many.max_attempts = 11;
-    given::<Notification>(&[])
-        .when(with(text("ok".to_owned()), too_many))
-        .then_refused();
-    let template = NotificationContent::Template {
+    let version_zero = NotificationContent::Template {
         template_id: TemplateId(Uuid::nil()),
-        template_version: 2,
+        template_version: 0,
         content_sid: None,
-        variables: BTreeMap::from([("1".to_owned(), "Ana".to_owned())]),
-        rendered_body: "Hola Ana".to_owned(),
+        variables: BTreeMap::new(),
+        rendered_body: "Hola".to_owned(),
     };
-    assert!(
-        Notification::default()
-            .decide(with(template, policy(3)))
-            .is_ok()
-    );
+    let cases = [
+        (
+            with(text(" ".to_owned()), policy(3)),
+            DomainError::invalid("body", Violation::Blank),
+        ),
+        (
+            with(text("x".repeat(1_601)), policy(3)),
+            DomainError::invalid(
+                "body",
+                Violation::TooLong {
+                    length: 1_601,
+                    max: 1_600,
+                },
+            ),
+        ),
+        (
+            with(text("ok".to_owned()), too_many),
+            DomainError::invalid(
+                "max_attempts",
+                Violation::OutOfRange {
+                    expected: "between 1 and 10",
+                },
+            ),
+        ),
+        (
+            with(version_zero, policy(3)),
+            DomainError::invalid(
+                "template_version",
+                Violation::OutOfRange {
+                    expected: "at least 1",
+                },
+            ),
+        ),
+        (
+            with(template(Some("HX1"), "Hola Ana".to_owned()), policy(3)),
+            DomainError::invalid("content_sid", Violation::NotAContentSid),
+        ),
+        (
+            with(template(Some(sid), "x".repeat(1_025)), policy(3)),
+            DomainError::invalid(
+                "rendered_body",
+                Violation::TooLong {
+                    length: 1_025,
+                    max: 1_024,
+                },
+            ),
+        ),
+    ];
+    for (command, expected) in cases {
+        given::<Notification>(&[])
+            .when(command)
+            .then_error(expected);
+    }
+    for accepted in [
+        template(None, "Hola Ana".to_owned()),
+        template(None, "x".repeat(1_600)),
+        template(Some(sid), "x".repeat(1_024)),
+    ] {
+        assert!(
+            Notification::default()
+                .decide(with(accepted, policy(3)))
+                .is_ok()
+        );
+    }
 }
 
 #[test]
@@ -332,7 +411,12 @@ fn a_scheduled_notification_is_queued_only_when_due() {
     let scheduled = history(NotificationStatus::Scheduled);
     given::<Notification>(&scheduled)
         .when(NotificationCommand::Queue { at: later(59) })
-        .then_refused();
+        .then_error(DomainError::invalid(
+            "at",
+            Violation::NotDue {
+                not_before: later(60),
+            },
+        ));
     given::<Notification>(&scheduled)
         .when(NotificationCommand::Queue { at: later(60) })
         .then(&[NotificationEvent::NotificationQueued(AttemptEvent {
@@ -485,40 +569,113 @@ fn an_unknown_outcome_follows_the_policy() {
         .then(&[unknown(), failed(FailureReason::OutcomeUnknown)]);
 }
 
+/// Every provider status in every state that accepts one: ranks `sent < delivered < read`,
+/// failures only while sent, everything else a no-op.
 #[test]
 fn provider_statuses_never_move_backwards() {
     use NotificationStatus as S;
+    use ProviderStatus as P;
     let status = |status| NotificationCommand::RecordProviderStatus {
         status,
         error_code: Some(30008),
         error_message: Some("unknown".to_owned()),
         at: at(),
     };
-    let delivered = reached(NotificationEvent::NotificationDelivered);
-    let read = reached(NotificationEvent::NotificationRead);
-    let cases: &[(S, ProviderStatus, Vec<NotificationEvent>)] = &[
-        (S::Sent, ProviderStatus::Delivered, vec![delivered.clone()]),
-        (S::Sent, ProviderStatus::Read, vec![read.clone()]),
-        (S::Sent, ProviderStatus::Undelivered, vec![undelivered()]),
-        (S::Sent, ProviderStatus::Failed, vec![undelivered()]),
-        (S::Delivered, ProviderStatus::Delivered, vec![]),
-        (S::Delivered, ProviderStatus::Read, vec![read.clone()]),
-        (
-            S::Delivered,
-            ProviderStatus::Undelivered,
-            vec![undelivered()],
-        ),
-        (S::Read, ProviderStatus::Delivered, vec![]),
-        (S::Read, ProviderStatus::Read, vec![]),
-        (S::Read, ProviderStatus::Failed, vec![]),
-        (S::Undelivered, ProviderStatus::Delivered, vec![]),
-        (S::Undelivered, ProviderStatus::Read, vec![]),
+    let delivered = || vec![reached(NotificationEvent::NotificationDelivered)];
+    let read = || vec![reached(NotificationEvent::NotificationRead)];
+    let nothing = Vec::new;
+    let cases = [
+        (S::Sent, P::Delivered, delivered()),
+        (S::Sent, P::Read, read()),
+        (S::Sent, P::Undelivered, vec![undelivered()]),
+        (S::Sent, P::Failed, vec![undelivered()]),
+        (S::Delivered, P::Delivered, nothing()),
+        (S::Delivered, P::Read, read()),
+        (S::Delivered, P::Undelivered, nothing()),
+        (S::Delivered, P::Failed, nothing()),
+        (S::Read, P::Delivered, nothing()),
+        (S::Read, P::Read, nothing()),
+        (S::Read, P::Undelivered, nothing()),
+        (S::Read, P::Failed, nothing()),
+        (S::Undelivered, P::Delivered, nothing()),
+        (S::Undelivered, P::Read, nothing()),
+        (S::Undelivered, P::Undelivered, nothing()),
+        (S::Undelivered, P::Failed, nothing()),
     ];
     for (from, reported, expected) in cases {
-        given::<Notification>(&history(*from))
-            .when(status(*reported))
-            .then(expected);
+        given::<Notification>(&history(from))
+            .when(status(reported))
+            .then(&expected);
     }
+}
+
+#[test]
+fn a_failure_without_a_message_gets_one() {
+    let state = given::<Notification>(&history(NotificationStatus::Sent))
+        .when(NotificationCommand::RecordProviderStatus {
+            status: ProviderStatus::Failed,
+            error_code: Some(63016),
+            error_message: None,
+            at: at(),
+        })
+        .then(&[NotificationEvent::NotificationUndelivered(
+            NotificationUndelivered {
+                error: DeliveryError {
+                    code: Some(63016),
+                    message: "the provider could not deliver it".to_owned(),
+                },
+                at: at(),
+            },
+        )]);
+    assert_eq!(state.status(), NotificationStatus::Undelivered);
+    assert_eq!(state.last_error.and_then(|error| error.code), Some(63016));
+}
+
+#[test]
+fn random_units_outside_the_unit_interval_are_refused() {
+    let out_of_range = DomainError::invalid(
+        "random_unit",
+        Violation::OutOfRange {
+            expected: "at least 0 and below 1",
+        },
+    );
+    for random_unit in [1.0, -0.5, f64::NAN] {
+        given::<Notification>(&history(NotificationStatus::Processing))
+            .when(NotificationCommand::RecordAttemptFailure {
+                error_code: None,
+                error_message: "timeout".to_owned(),
+                kind: FailureKind::Transient,
+                random_unit,
+                at: at(),
+            })
+            .then_error(out_of_range.clone());
+        given::<Notification>(&history(NotificationStatus::Processing))
+            .when(NotificationCommand::RecordOutcomeUnknown {
+                policy: OutcomeUnknownPolicy::Retry,
+                random_unit,
+                at: at(),
+            })
+            .then_error(out_of_range.clone());
+    }
+}
+
+#[test]
+fn a_retry_that_would_end_after_the_last_representable_time_is_refused() {
+    let far = DateTime::<Utc>::MAX_UTC - Duration::milliseconds(500);
+    given::<Notification>(&history(NotificationStatus::Processing))
+        .when(NotificationCommand::RecordAttemptFailure {
+            error_code: None,
+            error_message: "timeout".to_owned(),
+            kind: FailureKind::Transient,
+            random_unit: 0.0,
+            at: far,
+        })
+        .then_error(DomainError::invalid(
+            "at",
+            Violation::OutOfRange {
+                expected: "a time a retry delay can be added to",
+            },
+        ));
 }
 
 #[test]
@@ -569,6 +726,26 @@ fn every_event_has_its_stable_stored_form() {
     }
     let names: Vec<&str> = events.iter().map(DomainEvent::event_type).collect();
     assert_eq!(names, NotificationEvent::EVENT_TYPES);
+    // The stored names, spelled out: renaming a variant must not rename stored events.
+    assert_eq!(
+        NotificationEvent::EVENT_TYPES,
+        [
+            "NotificationCreated",
+            "NotificationScheduled",
+            "NotificationQueued",
+            "DeliveryAttemptStarted",
+            "NotificationSent",
+            "DeliveryAttemptFailed",
+            "DeliveryOutcomeUnknown",
+            "RetryScheduled",
+            "NotificationFailed",
+            "NotificationDelivered",
+            "NotificationRead",
+            "NotificationUndelivered",
+            "NotificationCancelled",
+            "NotificationRetryRequested",
+        ]
+    );
 }
 
 /// Any command, with values chosen so that every transition is reachable.

@@ -4,8 +4,8 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::*;
-use crate::DomainEvent;
 use crate::testing::{assert_stored_form, given, run_history};
+use crate::{DomainEvent, Violation};
 
 fn at() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 28, 9, 0, 0)
@@ -55,10 +55,13 @@ fn registers_once_with_valid_details() {
     assert!(subject.active);
     given::<Subject>(&[])
         .when(register(" ", json!({})))
-        .then_refused();
+        .then_error(DomainError::invalid("name", Violation::Blank));
     given::<Subject>(&[])
         .when(register("Ana", json!([1])))
-        .then_refused();
+        .then_error(DomainError::invalid(
+            "preferences",
+            Violation::NotAJsonObject,
+        ));
     given::<Subject>(&[registered()])
         .when(register("Ana", json!({})))
         .then_error(DomainError::AlreadyExists {
@@ -84,6 +87,17 @@ fn updates_record_only_what_changed() {
     given::<Subject>(&[registered()])
         .when(update(Some("Ana")))
         .then(&[]);
+    given::<Subject>(&[registered()])
+        .when(SubjectCommand::Update {
+            name: None,
+            phone: None,
+            preferences: Some(json!("es")),
+            at: at(),
+        })
+        .then_error(DomainError::invalid(
+            "preferences",
+            Violation::NotAJsonObject,
+        ));
     given::<Subject>(&[])
         .when(update(Some("B")))
         .then_error(DomainError::NotFound {
@@ -104,7 +118,7 @@ fn deactivation_is_final_and_idempotent() {
         .when(update(Some("Other")))
         .then_error(DomainError::InvalidTransition {
             aggregate: "subject",
-            state: "inactive",
+            from: "inactive",
             command: "update",
         });
     given::<Subject>(&[registered(), deactivated()])
@@ -112,7 +126,16 @@ fn deactivation_is_final_and_idempotent() {
             custodian_ids: BTreeSet::new(),
             at: at(),
         })
-        .then_refused();
+        .then_error(DomainError::InvalidTransition {
+            aggregate: "subject",
+            from: "inactive",
+            command: "assign custodians",
+        });
+    given::<Subject>(&[])
+        .when(SubjectCommand::Deactivate { at: at() })
+        .then_error(DomainError::NotFound {
+            aggregate: "subject",
+        });
 }
 
 #[test]
@@ -159,6 +182,16 @@ fn every_event_has_its_stable_stored_form() {
     }
     let names: Vec<&str> = events.iter().map(DomainEvent::event_type).collect();
     assert_eq!(names, SubjectEvent::EVENT_TYPES);
+    // The stored names, spelled out: renaming a variant must not rename stored events.
+    assert_eq!(
+        SubjectEvent::EVENT_TYPES,
+        [
+            "SubjectRegistered",
+            "SubjectUpdated",
+            "SubjectDeactivated",
+            "SubjectCustodiansAssigned",
+        ]
+    );
 }
 
 fn command() -> impl Strategy<Value = SubjectCommand> {

@@ -2,8 +2,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-/// The most characters Twilio accepts in a message `Body`.
+/// The most characters Twilio accepts in a message `Body` (longer bodies fail with 21617).
 pub const MAX_BODY_CHARS: usize = 1_600;
+
+/// The most characters of a WhatsApp template's text with its values filled in: Meta refuses
+/// longer ones asynchronously (Twilio 63021), after Keryu already accepted the notification.
+pub const MAX_WHATSAPP_TEMPLATE_CHARS: usize = 1_024;
 
 /// Why a template's content or a set of variables does not render.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,10 +1,12 @@
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, TimeZone, Utc};
 use proptest::prelude::*;
 use uuid::Uuid;
 
 use super::*;
-use crate::DomainEvent;
 use crate::testing::{assert_stored_form, given, run_history};
+use crate::{DomainEvent, Violation};
 
 fn at() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 28, 9, 0, 0)
@@ -58,22 +60,72 @@ fn create_validates_placeholders_against_declared_variables() {
     declared_too_many
         .variables
         .insert("2".to_owned(), "unused".to_owned());
-    for bad in [
-        declared_too_many,
-        TemplateContent {
-            content: "Hi {{1}}".to_owned(),
-            ..content("Hi there")
-        },
-        TemplateContent {
-            language: "español!".to_owned(),
-            ..content("Hi")
-        },
-        TemplateContent {
-            content_sid: Some("HX123".to_owned()),
-            ..content("Hi")
-        },
-        content("   "),
-    ] {
+    let mut blank_description = content("Hi {{1}}");
+    blank_description
+        .variables
+        .insert("1".to_owned(), " ".to_owned());
+    let sid = "HX0123456789abcdef0123456789abcdef";
+    let cases = [
+        (
+            declared_too_many,
+            RenderError::UnexpectedVariable("2".to_owned()).into(),
+        ),
+        (
+            TemplateContent {
+                content: "Hi {{1}}".to_owned(),
+                ..content("Hi there")
+            },
+            RenderError::MissingVariable(1).into(),
+        ),
+        (blank_description, RenderError::EmptyVariable(1).into()),
+        (
+            TemplateContent {
+                variables: BTreeMap::from([("name".to_owned(), "x".to_owned())]),
+                ..content("Hi")
+            },
+            RenderError::UnexpectedVariable("name".to_owned()).into(),
+        ),
+        (
+            content_lenient("Hi {{2}}"),
+            RenderError::PlaceholderGap { missing: 1 }.into(),
+        ),
+        (
+            content_lenient("Hi {{name}}"),
+            RenderError::MalformedPlaceholder { position: 3 }.into(),
+        ),
+        (
+            TemplateContent {
+                language: "español".to_owned(),
+                ..content("Hi")
+            },
+            DomainError::invalid("language", Violation::NotALanguageCode),
+        ),
+        (
+            TemplateContent {
+                content_sid: Some("HX123".to_owned()),
+                ..content("Hi")
+            },
+            DomainError::invalid("content_sid", Violation::NotAContentSid),
+        ),
+        (
+            TemplateContent {
+                content_sid: Some(sid.to_owned()),
+                ..content(&"x".repeat(1_025))
+            },
+            DomainError::invalid(
+                "content",
+                Violation::TooLong {
+                    length: 1_025,
+                    max: 1_024,
+                },
+            ),
+        ),
+        (
+            content("   "),
+            DomainError::invalid("content", Violation::Blank),
+        ),
+    ];
+    for (bad, expected) in cases {
         given::<MessageTemplate>(&[])
             .when(TemplateCommand::Create {
                 id: TemplateId(Uuid::nil()),
@@ -81,7 +133,7 @@ fn create_validates_placeholders_against_declared_variables() {
                 content: bad,
                 at: at(),
             })
-            .then_refused();
+            .then_error(expected);
     }
     given::<MessageTemplate>(&[])
         .when(TemplateCommand::Create {
@@ -94,6 +146,13 @@ fn create_validates_placeholders_against_declared_variables() {
     given::<MessageTemplate>(&[created()])
         .when(TemplateCommand::Submit { at: at() })
         .then(&[submitted()]);
+    // Twilio's own example: a WhatsApp template with a Content sid, within Meta's limit.
+    let whatsapp = TemplateContent {
+        content_sid: Some(sid.to_owned()),
+        language: "es_MX".to_owned(),
+        ..content(&"x".repeat(1_024))
+    };
+    assert_eq!(whatsapp.validate(), Ok(()));
 }
 
 #[test]
@@ -133,28 +192,40 @@ fn refused_review_transitions() {
         })
         .then_error(DomainError::InvalidTransition {
             aggregate: "template",
-            state: "draft",
+            from: "draft",
             command: "approve",
         });
+    let refused = |from, command| DomainError::InvalidTransition {
+        aggregate: "template",
+        from,
+        command,
+    };
     given::<MessageTemplate>(&draft)
         .when(TemplateCommand::Reject {
             by: "a".to_owned(),
             reason: "no".to_owned(),
             at: at(),
         })
-        .then_refused();
+        .then_error(refused("draft", "reject"));
     given::<MessageTemplate>(&submitted_history)
         .when(TemplateCommand::Submit { at: at() })
-        .then_refused();
+        .then_error(refused("submitted", "submit"));
+    given::<MessageTemplate>(&submitted_history)
+        .when(TemplateCommand::Reject {
+            by: "a".to_owned(),
+            reason: " ".to_owned(),
+            at: at(),
+        })
+        .then_error(DomainError::invalid("reason", Violation::Blank));
     given::<MessageTemplate>(&approved_history)
         .when(TemplateCommand::Approve {
             by: "a".to_owned(),
             at: at(),
         })
-        .then_refused();
+        .then_error(refused("approved", "approve"));
     given::<MessageTemplate>(&approved_history)
         .when(TemplateCommand::Submit { at: at() })
-        .then_refused();
+        .then_error(refused("approved", "submit"));
     given::<MessageTemplate>(&[])
         .when(TemplateCommand::Submit { at: at() })
         .then_error(DomainError::NotFound {
@@ -236,6 +307,18 @@ fn every_event_has_its_stable_stored_form() {
     }
     let names: Vec<&str> = events.iter().map(DomainEvent::event_type).collect();
     assert_eq!(names, TemplateEvent::EVENT_TYPES);
+    // The stored names, spelled out: renaming a variant must not rename stored events.
+    assert_eq!(
+        TemplateEvent::EVENT_TYPES,
+        [
+            "TemplateCreated",
+            "TemplateEdited",
+            "TemplateVersionCreated",
+            "TemplateSubmitted",
+            "TemplateApproved",
+            "TemplateRejected",
+        ]
+    );
 }
 
 fn command() -> impl Strategy<Value = TemplateCommand> {

@@ -6,6 +6,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::DomainError;
+use crate::error::Violation;
 
 /// A plausible email address, normalised to lowercase so it can be used as a login name.
 ///
@@ -42,10 +43,7 @@ impl FromStr for Email {
         if valid {
             Ok(Email(normalised))
         } else {
-            Err(DomainError::invalid(
-                "email",
-                "must look like name@example.org",
-            ))
+            Err(DomainError::invalid("email", Violation::NotAnEmailAddress))
         }
     }
 }

@@ -6,6 +6,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::DomainError;
+use crate::error::Violation;
 
 /// A phone number in E.164 form: `+`, a country code starting with 1–9, at most 15 digits.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -36,10 +37,7 @@ impl FromStr for PhoneNumber {
         if valid {
             Ok(PhoneNumber(raw.to_owned()))
         } else {
-            Err(DomainError::invalid(
-                "phone",
-                "must be an E.164 number: + and 8 to 15 digits, not starting with 0",
-            ))
+            Err(DomainError::invalid("phone", Violation::NotE164))
         }
     }
 }
@@ -106,7 +104,13 @@ mod tests {
         ] {
             assert!(bad.parse::<PhoneNumber>().is_err(), "{bad:?} accepted");
         }
+        assert_eq!(
+            "+1234567".parse::<PhoneNumber>(),
+            Err(DomainError::invalid("phone", Violation::NotE164))
+        );
         assert!(serde_json::from_str::<PhoneNumber>("\"12345\"").is_err());
+        let phone: Result<PhoneNumber, _> = serde_json::from_str("\"+14155238886\"");
+        assert!(phone.is_ok());
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::DomainError;
+use crate::error::Violation;
 
 /// The roles of Keryu's access control. What each may do is decided at the API's edge; the
 /// domain only records which role a custodian has.
@@ -50,14 +51,31 @@ impl FromStr for Role {
         Role::ALL
             .into_iter()
             .find(|role| role.as_str() == raw)
-            .ok_or_else(|| {
-                DomainError::invalid("role", "must be admin, custodian, integrator or auditor")
-            })
+            .ok_or(DomainError::invalid("role", Violation::UnknownRole))
     }
 }
 
 impl fmt::Display for Role {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_read_and_print_in_lowercase() {
+        for role in Role::ALL {
+            assert_eq!(role.as_str().parse::<Role>(), Ok(role));
+            let json = serde_json::to_value(role).expect("serialises");
+            assert_eq!(json, role.as_str());
+            assert_eq!(role.to_string(), role.as_str());
+        }
+        assert_eq!(
+            "Admin".parse::<Role>(),
+            Err(DomainError::invalid("role", Violation::UnknownRole))
+        );
     }
 }
