@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use keryu_infra::config::Config;
+use serve::Roles;
 use tracing_subscriber::EnvFilter;
 
 /// Keryu — event-sourced notifications over WhatsApp.
@@ -25,10 +26,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Task {
-    /// Run every role in one process (today: the command API), after migrating.
+    /// Run every role in one process (today: the command API and the projector), after migrating.
     Serve,
     /// Run the HTTP command API, after migrating.
     CommandApi,
+    /// Keep the read models up to date from the event log, after migrating.
+    Projector,
     /// Create the database if it is missing and bring its schema up to date.
     Migrate,
     /// Administer custodians (users).
@@ -64,7 +67,36 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         tracing::warn!("{warning}");
     }
     match cli.task {
-        Task::Serve | Task::CommandApi => serve::run(&config).await,
+        Task::Serve => {
+            serve::run(
+                &config,
+                Roles {
+                    command_api: true,
+                    projector: true,
+                },
+            )
+            .await
+        }
+        Task::CommandApi => {
+            serve::run(
+                &config,
+                Roles {
+                    command_api: true,
+                    projector: false,
+                },
+            )
+            .await
+        }
+        Task::Projector => {
+            serve::run(
+                &config,
+                Roles {
+                    command_api: false,
+                    projector: true,
+                },
+            )
+            .await
+        }
         Task::Migrate => migrate::run(&config).await.map(drop),
         Task::Custodian(action) => custodian::run(&config, action).await,
         Task::Token(action) => token::run(&config, &action),

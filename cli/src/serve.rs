@@ -1,21 +1,74 @@
-//! `keryu serve` / `keryu command-api`: the HTTP command API until SIGTERM or Ctrl-C.
+//! `keryu serve`, `keryu command-api` and `keryu projector`: the long-running roles, until
+//! SIGTERM or Ctrl-C.
 
 use anyhow::Context;
 use keryu_command_api::{AppState, Settings, auth, idempotency, router};
 use keryu_infra::config::Config;
 use keryu_infra::postgres::PgEventStore;
+use keryu_projections::notifications::NotificationsProjection;
+use keryu_projections::projector::Projector;
+use tokio::sync::watch;
 
 use crate::migrate;
 
 /// How often a command is decided again after losing a race with a concurrent command.
 const COMMAND_ATTEMPTS: u32 = 5;
 
-/// Migrates, then serves until a shutdown signal; in-flight requests are finished first.
-pub async fn run(config: &Config) -> anyhow::Result<()> {
+/// Which roles one process runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Roles {
+    /// The HTTP command API.
+    pub command_api: bool,
+    /// The projector keeping the read models up to date.
+    pub projector: bool,
+}
+
+/// Migrates, then runs `roles` until a shutdown signal: in-flight requests and the projection
+/// batch under way are finished first.
+pub async fn run(config: &Config, roles: Roles) -> anyhow::Result<()> {
     let pool = migrate::run(config).await?;
+    let store = PgEventStore::new(pool);
+    let (stop, stopped) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let until_stopped = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|stopped| *stopped).await;
+        }
+    };
+
+    let projector = if roles.projector {
+        let projector = Projector::new(store.clone(), NotificationsProjection);
+        projector
+            .prepare()
+            .await
+            .context("could not prepare the notifications read model")?;
+        let stop = until_stopped();
+        Some(tokio::spawn(async move { projector.run(stop).await }))
+    } else {
+        None
+    };
+    if roles.command_api {
+        serve_http(config, store, until_stopped()).await?;
+    }
+    if let Some(projector) = projector {
+        projector.await.context("the projector failed")?;
+    }
+    Ok(())
+}
+
+async fn serve_http(
+    config: &Config,
+    store: PgEventStore,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let (verifier, issuer) = auth::from_config(&config.auth)?;
+    tokio::spawn(sweep_idempotency_keys(store.pool().clone()));
     let state = AppState::new(
-        PgEventStore::new(pool),
+        store,
         verifier,
         issuer,
         Settings {
@@ -24,13 +77,12 @@ pub async fn run(config: &Config) -> anyhow::Result<()> {
             body_limit: config.http.body_limit,
         },
     );
-    tokio::spawn(sweep_idempotency_keys(state.store().pool().clone()));
     let listener = tokio::net::TcpListener::bind(config.http.addr)
         .await
         .with_context(|| format!("could not listen on {} (KERYU_HTTP_ADDR)", config.http.addr))?;
     tracing::info!(addr = %listener.local_addr()?, "the command API is listening");
     axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(stop)
         .await
         .context("the HTTP server failed")
 }
@@ -65,5 +117,5 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
         () = terminate => {}
     }
-    tracing::info!("shutting down: finishing requests in flight");
+    tracing::info!("shutting down: finishing the work in flight");
 }

@@ -1,5 +1,12 @@
-//! Keryu's read side: projectors that fold the global event log into PostgreSQL read models,
-//! the query routes over them, rebuilds, the outbox relay to NATS and durable timers.
+//! Keryu's read side: projections fold the global event log into PostgreSQL read models.
 //!
-//! Empty until the read-side issue lands; the crate exists so the workspace already has the
-//! shape of ARCHITECTURE.md.
+//! A [`Projection`](projection::Projection) is plain functions from events to SQL; a
+//! [`Projector`](projector::Projector) feeds it the log in batches, each applied in one
+//! transaction together with the projection's checkpoint, so a crash never applies an event
+//! twice nor skips one. Every projection lives in its own PostgreSQL schema
+//! (`projection_<name>`): its tables and its checkpoint move together, which is what lets a
+//! rebuild fill a shadow schema and swap it in.
+
+pub mod notifications;
+pub mod projection;
+pub mod projector;

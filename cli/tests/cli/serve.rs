@@ -123,7 +123,8 @@ async fn bootstrap_an_admin_then_serve_commands_until_sigterm() {
         .expect("token JSON");
     let admin_token = login["access_token"].as_str().expect("a token").to_owned();
 
-    for token in [admin_token, integrator_token] {
+    let mut subject = Value::Null;
+    for token in [&admin_token, &integrator_token] {
         let created = client
             .post(format!("{base}/api/subjects"))
             .bearer_auth(token)
@@ -132,7 +133,38 @@ async fn bootstrap_an_admin_then_serve_commands_until_sigterm() {
             .await
             .expect("create a subject");
         assert_eq!(created.status().as_u16(), 201);
+        subject = created.json::<Value>().await.expect("json")["id"].clone();
     }
+
+    // The projector of `serve` folds the new notification into the read model.
+    let accepted: Value = client
+        .post(format!("{base}/api/notifications"))
+        .bearer_auth(&integrator_token)
+        .json(&json!({ "subject_id": subject, "body": "Hola" }))
+        .send()
+        .await
+        .expect("create a notification")
+        .json()
+        .await
+        .expect("json");
+    let id = uuid::Uuid::parse_str(accepted["id"].as_str().expect("id")).expect("uuid");
+    let pool = sqlx::PgPool::connect(&url).await.expect("database");
+    let mut status = None;
+    for _ in 0..100 {
+        status = sqlx::query_scalar::<_, String>(
+            "SELECT status FROM projection_notifications.notifications WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&pool)
+        .await
+        .expect("query");
+        if status.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status.as_deref(), Some("queued"));
+    pool.close().await;
 
     let terminated = Command::new("kill")
         .args(["-TERM", &server.id().to_string()])

@@ -1,0 +1,39 @@
+//! What a projection is: a name, its tables, and how each event changes them.
+
+use std::future::Future;
+
+use keryu_infra::event_store::RecordedEvent;
+use sqlx::PgConnection;
+
+/// What applying one event did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// The read model changed.
+    Changed,
+    /// The event is known but irrelevant to this projection (another category, say).
+    Ignored,
+    /// The event's type or schema version is unknown to this build: skipped and counted, never
+    /// fatal, so a projection keeps up with a log written by a newer Keryu.
+    Unknown,
+}
+
+/// A fold of the global log into read-model tables.
+pub trait Projection: Send + Sync + 'static {
+    /// Stable name; the projection's tables and checkpoint live in schema `projection_<name>`.
+    /// Lowercase letters and underscores only.
+    fn name(&self) -> &'static str;
+
+    /// DDL creating the projection's tables with unqualified names (it runs with `search_path`
+    /// set to the projection's schema). Must be idempotent (`IF NOT EXISTS`).
+    fn tables_sql(&self) -> &'static str;
+
+    /// Applies `event` inside the batch's transaction (`search_path` already set).
+    ///
+    /// # Errors
+    /// A database error; the whole batch is then rolled back and retried.
+    fn apply<'c>(
+        &'c self,
+        connection: &'c mut PgConnection,
+        event: &'c RecordedEvent,
+    ) -> impl Future<Output = Result<Applied, sqlx::Error>> + Send + 'c;
+}

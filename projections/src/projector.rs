@@ -1,0 +1,203 @@
+//! Runs one projection: catch up from its checkpoint, then follow the log live, one
+//! transaction per batch.
+
+use std::time::Duration;
+
+use keryu_infra::event_store::{EventStore, Position, RecordedEvent};
+use keryu_infra::postgres::PgEventStore;
+use sqlx::{AssertSqlSafe, PgConnection};
+
+use crate::projection::{Applied, Projection};
+
+/// Longest pause between attempts while the database fails.
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
+
+/// What one batch did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchOutcome {
+    /// Events applied (changed the read model or were irrelevant to it).
+    pub applied: usize,
+    /// Events skipped because this build does not know them.
+    pub unknown: usize,
+    /// Events at or below the checkpoint, already applied (by an earlier run or another
+    /// projector instance) and therefore skipped.
+    pub already_applied: usize,
+    /// The checkpoint after the batch.
+    pub checkpoint: Position,
+}
+
+/// Feeds the global log to a projection.
+pub struct Projector<P> {
+    store: PgEventStore,
+    projection: P,
+    schema: String,
+}
+
+impl<P: Projection> Projector<P> {
+    /// A projector for `projection` whose read model lives in `projection_<name>`.
+    pub fn new(store: PgEventStore, projection: P) -> Self {
+        let schema = format!("projection_{}", projection.name());
+        Projector {
+            store,
+            projection,
+            schema,
+        }
+    }
+
+    /// The schema holding the read model and the checkpoint.
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// Creates the schema, the projection's tables and its checkpoint when missing.
+    ///
+    /// # Errors
+    /// When the database fails.
+    pub async fn prepare(&self) -> Result<(), sqlx::Error> {
+        let mut transaction = self.store.pool().begin().await?;
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "CREATE SCHEMA IF NOT EXISTS {schema}; SET LOCAL search_path TO {schema};",
+            schema = self.schema
+        )))
+        .execute(&mut *transaction)
+        .await?;
+        sqlx::raw_sql(self.projection.tables_sql())
+            .execute(&mut *transaction)
+            .await?;
+        sqlx::raw_sql(
+            "CREATE TABLE IF NOT EXISTS checkpoint ( \
+                 singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton), \
+                 position bigint NOT NULL, \
+                 unknown_events bigint NOT NULL DEFAULT 0); \
+             INSERT INTO checkpoint (position) VALUES (0) ON CONFLICT DO NOTHING;",
+        )
+        .execute(&mut *transaction)
+        .await?;
+        transaction.commit().await
+    }
+
+    /// The position of the last event the read model has applied.
+    ///
+    /// # Errors
+    /// When the database fails.
+    pub async fn checkpoint(&self) -> Result<Position, sqlx::Error> {
+        let position: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT position FROM {}.checkpoint",
+            self.schema
+        )))
+        .fetch_one(self.store.pool())
+        .await?;
+        Ok(Position(position.unsigned_abs()))
+    }
+
+    /// Applies `events` and advances the checkpoint in one transaction. Events at or below the
+    /// checkpoint are skipped, so applying a batch twice (a retry, or two instances racing)
+    /// changes nothing the second time; the checkpoint row's lock serialises instances.
+    ///
+    /// # Errors
+    /// When the database fails; nothing of the batch is then applied.
+    pub async fn apply_batch(&self, events: &[RecordedEvent]) -> Result<BatchOutcome, sqlx::Error> {
+        let mut transaction = self.store.pool().begin().await?;
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "SET LOCAL search_path TO {}",
+            self.schema
+        )))
+        .execute(&mut *transaction)
+        .await?;
+        let checkpoint: i64 = sqlx::query_scalar("SELECT position FROM checkpoint FOR UPDATE")
+            .fetch_one(&mut *transaction)
+            .await?;
+        let mut outcome = BatchOutcome {
+            checkpoint: Position(checkpoint.unsigned_abs()),
+            ..BatchOutcome::default()
+        };
+        for event in events {
+            if event.position <= outcome.checkpoint {
+                outcome.already_applied += 1;
+                continue;
+            }
+            match self.projection.apply(&mut transaction, event).await? {
+                Applied::Changed | Applied::Ignored => outcome.applied += 1,
+                Applied::Unknown => {
+                    outcome.unknown += 1;
+                    tracing::debug!(
+                        projection = self.projection.name(),
+                        event_type = %event.event_type,
+                        schema_version = event.schema_version,
+                        position = %event.position,
+                        "skipped an event this build does not know"
+                    );
+                }
+            }
+            outcome.checkpoint = event.position;
+        }
+        record_checkpoint(&mut transaction, outcome).await?;
+        transaction.commit().await?;
+        Ok(outcome)
+    }
+
+    /// Catches up from the checkpoint, then follows the log until `shutdown` resolves.
+    /// Failures are logged and retried with backoff; the projector never stops on its own.
+    pub async fn run(&self, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut failures: u32 = 0;
+        'resubscribe: loop {
+            let from = match self.checkpoint().await {
+                Ok(position) => position,
+                Err(error) => {
+                    failures += 1;
+                    if self.pause(&error, failures, &mut shutdown).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let mut subscription = self.store.subscribe_all(from);
+            loop {
+                let batch = tokio::select! {
+                    () = &mut shutdown => return,
+                    batch = subscription.next_batch() => batch,
+                };
+                let Some(batch) = batch else { return };
+                match self.apply_batch(&batch).await {
+                    Ok(_) => failures = 0,
+                    Err(error) => {
+                        failures += 1;
+                        if self.pause(&error, failures, &mut shutdown).await {
+                            return;
+                        }
+                        // Resume from the stored checkpoint: the failed batch is read again.
+                        continue 'resubscribe;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Logs `error` and waits before the next attempt; `true` when shutting down meanwhile.
+    async fn pause(
+        &self,
+        error: &sqlx::Error,
+        failures: u32,
+        shutdown: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+    ) -> bool {
+        let delay = (Duration::from_millis(100) * 2u32.pow(failures.min(6))).min(MAX_RETRY_DELAY);
+        tracing::warn!(projection = self.projection.name(), %error, ?delay, "projection batch failed; retrying");
+        tokio::select! {
+            () = shutdown.as_mut() => true,
+            () = tokio::time::sleep(delay) => false,
+        }
+    }
+}
+
+async fn record_checkpoint(
+    connection: &mut PgConnection,
+    outcome: BatchOutcome,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE checkpoint SET position = $1, unknown_events = unknown_events + $2")
+        .bind(i64::try_from(outcome.checkpoint.0).unwrap_or(i64::MAX))
+        .bind(i64::try_from(outcome.unknown).unwrap_or(i64::MAX))
+        .execute(connection)
+        .await?;
+    Ok(())
+}

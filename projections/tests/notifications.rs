@@ -1,0 +1,305 @@
+//! The notifications projection against real PostgreSQL: catch-up, live follow, crash safety,
+//! unknown events.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use keryu_domain::notification::{
+    FailureKind, Notification, NotificationCommand, NotificationContent, ProviderStatus,
+};
+use keryu_domain::{NotificationId, RetryPolicy, SubjectId};
+use keryu_infra::event_store::{
+    EventMetadata, EventStore, ExpectedVersion, NewEvent, Position, StreamName,
+};
+use keryu_infra::postgres::PgEventStore;
+use keryu_infra::repository;
+use keryu_projections::notifications::NotificationsProjection;
+use keryu_projections::projector::Projector;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+async fn command(store: &PgEventStore, id: NotificationId, command: NotificationCommand) {
+    let stream = StreamName::of::<Notification>(id).expect("stream");
+    let metadata = EventMetadata {
+        correlation_id: Uuid::now_v7(),
+        ..EventMetadata::default()
+    };
+    repository::execute::<Notification>(store, &stream, command, &metadata, 3)
+        .await
+        .expect("command");
+}
+
+async fn create(store: &PgEventStore) -> NotificationId {
+    let id = NotificationId(Uuid::now_v7());
+    let create = NotificationCommand::Create {
+        id,
+        subject_id: SubjectId(Uuid::now_v7()),
+        recipient: "+14155238886".parse().expect("phone"),
+        content: NotificationContent::FreeText {
+            body: "Hola".to_owned(),
+        },
+        scheduled_for: None,
+        retry_policy: RetryPolicy::default(),
+        alarm_id: None,
+        at: Utc::now(),
+    };
+    command(store, id, create).await;
+    id
+}
+
+/// Takes a notification through a failed attempt, a retry, a send and a read receipt.
+async fn deliver(store: &PgEventStore, id: NotificationId) {
+    let now = Utc::now();
+    let start = || NotificationCommand::StartAttempt {
+        dispatcher: "d1".to_owned(),
+        at: now,
+    };
+    command(store, id, start()).await;
+    command(
+        store,
+        id,
+        NotificationCommand::RecordAttemptFailure {
+            error_code: Some(20429),
+            error_message: "too many requests".to_owned(),
+            kind: FailureKind::Transient,
+            random_unit: 0.0,
+            at: now,
+        },
+    )
+    .await;
+    let due = now + chrono::Duration::minutes(1);
+    command(store, id, NotificationCommand::Queue { at: due }).await;
+    command(store, id, start()).await;
+    command(
+        store,
+        id,
+        NotificationCommand::RecordSent {
+            provider_message_id: "SM123".to_owned(),
+            at: due,
+        },
+    )
+    .await;
+    command(
+        store,
+        id,
+        NotificationCommand::RecordProviderStatus {
+            status: ProviderStatus::Read,
+            error_code: None,
+            error_message: None,
+            at: due,
+        },
+    )
+    .await;
+}
+
+async fn wait_for_head(projector: &Projector<NotificationsProjection>, store: &PgEventStore) {
+    let head = store.head_position().await.expect("head");
+    for _ in 0..100 {
+        if projector.checkpoint().await.expect("checkpoint") >= head {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the projector did not reach {head}");
+}
+
+#[derive(Debug, PartialEq, sqlx::FromRow)]
+struct Summary {
+    status: String,
+    attempt: i32,
+    total_attempts: i32,
+    last_error_code: Option<i64>,
+    provider_message_id: Option<String>,
+    read: bool,
+}
+
+async fn summary(pool: &PgPool, id: NotificationId) -> Summary {
+    sqlx::query_as(
+        "SELECT status, attempt, total_attempts, last_error_code, provider_message_id, \
+         read_at IS NOT NULL AS read FROM projection_notifications.notifications WHERE id = $1",
+    )
+    .bind(id.0)
+    .fetch_one(pool)
+    .await
+    .expect("row")
+}
+
+/// The counters agree with the rows: what a double apply or a skipped event would break.
+async fn assert_counters_match_rows(pool: &PgPool) {
+    let counted: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT status, count FROM projection_notifications.notification_status_counts \
+         WHERE count > 0 ORDER BY status",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("counters");
+    let actual: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT status, count(*) FROM projection_notifications.notifications \
+         GROUP BY status ORDER BY status",
+    )
+    .fetch_all(pool)
+    .await
+    .expect("rows");
+    assert_eq!(counted, actual);
+}
+
+#[sqlx::test(migrator = "keryu_infra::postgres::MIGRATOR")]
+async fn catches_up_then_follows_live(pool: PgPool) {
+    let store = PgEventStore::new(pool.clone());
+    let early = create(&store).await;
+    deliver(&store, early).await;
+
+    let projector = Projector::new(store.clone(), NotificationsProjection);
+    projector.prepare().await.expect("prepare");
+    let running = tokio::spawn({
+        let projector = Projector::new(store.clone(), NotificationsProjection);
+        async move { projector.run(std::future::pending()).await }
+    });
+    wait_for_head(&projector, &store).await;
+    assert_eq!(
+        summary(&pool, early).await,
+        Summary {
+            status: "read".to_owned(),
+            attempt: 2,
+            total_attempts: 2,
+            last_error_code: Some(20429),
+            provider_message_id: Some("SM123".to_owned()),
+            read: true,
+        }
+    );
+
+    let live = create(&store).await;
+    wait_for_head(&projector, &store).await;
+    assert_eq!(summary(&pool, live).await.status, "queued");
+    assert_counters_match_rows(&pool).await;
+    running.abort();
+}
+
+/// A batch applied again (a crash after commit but before the consumer moved on, or two
+/// projector instances racing) changes nothing the second time.
+#[sqlx::test(migrator = "keryu_infra::postgres::MIGRATOR")]
+async fn a_batch_is_never_applied_twice(pool: PgPool) {
+    let store = PgEventStore::new(pool.clone());
+    let id = create(&store).await;
+    deliver(&store, id).await;
+    let projector = Projector::new(store.clone(), NotificationsProjection);
+    projector.prepare().await.expect("prepare");
+    let events = store
+        .read_all(Position::START, 1_000)
+        .await
+        .expect("events");
+
+    let first = projector
+        .apply_batch(&events[..3])
+        .await
+        .expect("first part");
+    let again = projector
+        .apply_batch(&events)
+        .await
+        .expect("everything, overlapping");
+    let replay = projector
+        .apply_batch(&events)
+        .await
+        .expect("everything again");
+
+    assert_eq!((first.applied, first.already_applied), (3, 0));
+    assert_eq!(
+        (again.applied, again.already_applied),
+        (events.len() - 3, 3)
+    );
+    assert_eq!((replay.applied, replay.already_applied), (0, events.len()));
+    assert_eq!(replay.checkpoint, events.last().expect("events").position);
+    assert_eq!(summary(&pool, id).await.total_attempts, 2);
+    assert_counters_match_rows(&pool).await;
+}
+
+/// A projector killed at any point and restarted ends where an uninterrupted one would.
+#[sqlx::test(migrator = "keryu_infra::postgres::MIGRATOR")]
+async fn a_killed_projector_resumes_without_double_apply(pool: PgPool) {
+    let store = PgEventStore::new(pool.clone());
+    let projector = Projector::new(store.clone(), NotificationsProjection);
+    projector.prepare().await.expect("prepare");
+    let mut ids = Vec::new();
+    for round in 0..6 {
+        let running = tokio::spawn({
+            let projector = Projector::new(store.clone(), NotificationsProjection);
+            async move { projector.run(std::future::pending()).await }
+        });
+        for _ in 0..5 {
+            let id = create(&store).await;
+            deliver(&store, id).await;
+            ids.push(id);
+        }
+        // Kill it wherever it is, after a varying delay.
+        tokio::time::sleep(Duration::from_millis(5 * round)).await;
+        running.abort();
+        let _ = running.await;
+    }
+    let running = tokio::spawn({
+        let projector = Projector::new(store.clone(), NotificationsProjection);
+        async move { projector.run(std::future::pending()).await }
+    });
+    wait_for_head(&projector, &store).await;
+    running.abort();
+
+    for id in ids {
+        let row = summary(&pool, id).await;
+        assert_eq!((row.status.as_str(), row.total_attempts), ("read", 2));
+    }
+    assert_counters_match_rows(&pool).await;
+}
+
+#[sqlx::test(migrator = "keryu_infra::postgres::MIGRATOR")]
+async fn unknown_and_foreign_events_are_skipped_not_fatal(pool: PgPool) {
+    let store = PgEventStore::new(pool.clone());
+    let id = create(&store).await;
+    // A notification event this build does not know, as a newer Keryu might have written it.
+    let stream = StreamName::of::<Notification>(Uuid::now_v7()).expect("stream");
+    let unknown = NewEvent {
+        event_id: Uuid::now_v7(),
+        event_type: "NotificationTeleported".to_owned(),
+        schema_version: 1,
+        data: serde_json::json!({ "to": "the moon" }),
+        metadata: EventMetadata::default(),
+    };
+    store
+        .append(&stream, ExpectedVersion::NoStream, vec![unknown])
+        .await
+        .expect("append");
+    let foreign = NewEvent {
+        event_type: "SubjectRegistered".to_owned(),
+        event_id: Uuid::now_v7(),
+        schema_version: 1,
+        data: serde_json::json!({}),
+        metadata: EventMetadata::default(),
+    };
+    let subject = StreamName::new("subject", Uuid::now_v7()).expect("stream");
+    store
+        .append(&subject, ExpectedVersion::NoStream, vec![foreign])
+        .await
+        .expect("append");
+    command(
+        &store,
+        id,
+        NotificationCommand::StartAttempt {
+            dispatcher: "d".to_owned(),
+            at: Utc::now(),
+        },
+    )
+    .await;
+
+    let projector = Projector::new(store.clone(), NotificationsProjection);
+    projector.prepare().await.expect("prepare");
+    let events = store.read_all(Position::START, 100).await.expect("events");
+    let outcome = projector.apply_batch(&events).await.expect("batch");
+
+    assert_eq!(outcome.unknown, 1);
+    assert_eq!(outcome.applied, events.len() - 1);
+    assert_eq!(summary(&pool, id).await.status, "processing");
+    let unknown_events: i64 =
+        sqlx::query_scalar("SELECT unknown_events FROM projection_notifications.checkpoint")
+            .fetch_one(&pool)
+            .await
+            .expect("checkpoint");
+    assert_eq!(unknown_events, 1);
+}
