@@ -6,12 +6,12 @@
 //! `Idempotency-Key` gets the first answer ([`idempotency`]).
 
 mod aggregates;
-pub mod auth;
+
+use keryu_infra::http::json;
+pub use keryu_infra::http::{auth, problem};
 mod context;
 mod credentials;
 pub mod idempotency;
-mod json;
-pub mod problem;
 pub mod rbac;
 mod response;
 mod routes;

@@ -6,5 +6,6 @@
 
 pub mod config;
 pub mod event_store;
+pub mod http;
 pub mod postgres;
 pub mod repository;

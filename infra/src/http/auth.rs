@@ -14,7 +14,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use keryu_domain::Role;
 use serde::{Deserialize, Serialize};
 
-use crate::problem::{Problem, ProblemKind};
+use super::problem::{Problem, ProblemKind};
 
 /// The claims Keryu reads from and writes into a token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -198,9 +198,9 @@ pub enum KeyError {
 /// # Errors
 /// [`KeyError`] naming the configuration key whose file is unreadable or unusable.
 pub fn from_config(
-    config: &keryu_infra::config::AuthConfig,
+    config: &crate::config::AuthConfig,
 ) -> Result<(TokenVerifier, Option<TokenIssuer>), KeyError> {
-    use keryu_infra::config::JwtAlgorithm;
+    use crate::config::JwtAlgorithm;
     let read = |key: &'static str, path: &std::path::Path| {
         std::fs::read(path).map_err(|source| KeyError::Read {
             key,

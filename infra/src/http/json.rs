@@ -6,7 +6,7 @@ use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 
-use crate::problem::{Problem, ProblemKind};
+use super::problem::{Problem, ProblemKind};
 
 /// A request body parsed as `T`. Request types deny unknown fields, so a typo in a field name is
 /// an error rather than a silently ignored value.
@@ -94,5 +94,28 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for IdPath {
             .await
             .map(|axum::extract::Path(id)| IdPath(id))
             .map_err(|rejection| Problem::new(ProblemKind::MalformedRequest, rejection.body_text()))
+    }
+}
+
+/// Query-string parameters parsed as `T` (which should deny unknown fields), answered with a
+/// problem when they do not parse.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct QueryParams<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for QueryParams<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(value)| QueryParams(value))
+            .map_err(|rejection| Problem::new(ProblemKind::Validation, rejection.body_text()))
     }
 }
