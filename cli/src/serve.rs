@@ -7,6 +7,8 @@ use keryu_infra::config::Config;
 use keryu_infra::postgres::PgEventStore;
 use keryu_projections::notifications::NotificationsProjection;
 use keryu_projections::projector::Projector;
+use keryu_projections::queries::QueryState;
+use keryu_projections::subjects::SubjectsProjection;
 use tokio::sync::watch;
 
 use crate::migrate;
@@ -40,22 +42,30 @@ pub async fn run(config: &Config, roles: Roles) -> anyhow::Result<()> {
         }
     };
 
-    let projector = if roles.projector {
-        let projector = Projector::new(store.clone(), NotificationsProjection);
-        projector
-            .prepare()
-            .await
-            .context("could not prepare the notifications read model")?;
+    // The read models' schemas exist before anything queries them, whichever roles run here.
+    let notifications = Projector::new(store.clone(), NotificationsProjection);
+    let subjects = Projector::new(store.clone(), SubjectsProjection);
+    notifications
+        .prepare()
+        .await
+        .context("could not prepare the notifications read model")?;
+    subjects
+        .prepare()
+        .await
+        .context("could not prepare the subjects read model")?;
+
+    let mut projectors = Vec::new();
+    if roles.projector {
         let stop = until_stopped();
-        Some(tokio::spawn(async move { projector.run(stop).await }))
-    } else {
-        None
-    };
+        projectors.push(tokio::spawn(async move { notifications.run(stop).await }));
+        let stop = until_stopped();
+        projectors.push(tokio::spawn(async move { subjects.run(stop).await }));
+    }
     if roles.command_api {
         serve_http(config, store, until_stopped()).await?;
     }
-    if let Some(projector) = projector {
-        projector.await.context("the projector failed")?;
+    for projector in projectors {
+        projector.await.context("a projector failed")?;
     }
     Ok(())
 }
@@ -67,6 +77,7 @@ async fn serve_http(
 ) -> anyhow::Result<()> {
     let (verifier, issuer) = auth::from_config(&config.auth)?;
     tokio::spawn(sweep_idempotency_keys(store.pool().clone()));
+    let queries = QueryState::new(store.pool().clone(), verifier.clone());
     let state = AppState::new(
         store,
         verifier,
@@ -80,11 +91,14 @@ async fn serve_http(
     let listener = tokio::net::TcpListener::bind(config.http.addr)
         .await
         .with_context(|| format!("could not listen on {} (KERYU_HTTP_ADDR)", config.http.addr))?;
-    tracing::info!(addr = %listener.local_addr()?, "the command API is listening");
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(stop)
-        .await
-        .context("the HTTP server failed")
+    tracing::info!(addr = %listener.local_addr()?, "the HTTP API is listening");
+    axum::serve(
+        listener,
+        router(state).merge(keryu_projections::queries::router(queries)),
+    )
+    .with_graceful_shutdown(stop)
+    .await
+    .context("the HTTP server failed")
 }
 
 /// Forgets idempotency records past their retention, hourly. Several instances sweeping at

@@ -10,3 +10,5 @@
 pub mod notifications;
 pub mod projection;
 pub mod projector;
+pub mod queries;
+pub mod subjects;

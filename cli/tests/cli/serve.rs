@@ -136,35 +136,40 @@ async fn bootstrap_an_admin_then_serve_commands_until_sigterm() {
         subject = created.json::<Value>().await.expect("json")["id"].clone();
     }
 
-    // The projector of `serve` folds the new notification into the read model.
-    let accepted: Value = client
+    // The projector of `serve` folds the new notification into the read model, and the query
+    // API served beside the commands reads it back, waiting for the command's position.
+    let accepted = client
         .post(format!("{base}/api/notifications"))
         .bearer_auth(&integrator_token)
         .json(&json!({ "subject_id": subject, "body": "Hola" }))
         .send()
         .await
-        .expect("create a notification")
-        .json()
+        .expect("create a notification");
+    let position = accepted.headers()["keryu-position"]
+        .to_str()
+        .expect("position")
+        .to_owned();
+    let id = accepted.json::<Value>().await.expect("json")["id"].clone();
+    let id = id.as_str().expect("id");
+    let status = client
+        .get(format!(
+            "{base}/api/notifications/{id}/status/?min_position={position}"
+        ))
+        .bearer_auth(&integrator_token)
+        .send()
         .await
-        .expect("json");
-    let id = uuid::Uuid::parse_str(accepted["id"].as_str().expect("id")).expect("uuid");
-    let pool = sqlx::PgPool::connect(&url).await.expect("database");
-    let mut status = None;
-    for _ in 0..100 {
-        status = sqlx::query_scalar::<_, String>(
-            "SELECT status FROM projection_notifications.notifications WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&pool)
-        .await
-        .expect("query");
-        if status.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(status.as_deref(), Some("queued"));
-    pool.close().await;
+        .expect("query the notification");
+    assert_eq!(status.status().as_u16(), 200);
+    let fresh: u64 = status.headers()["keryu-projection-position"]
+        .to_str()
+        .expect("header")
+        .parse()
+        .expect("number");
+    assert!(fresh >= position.parse().expect("number"));
+    assert_eq!(
+        status.json::<Value>().await.expect("json")["status"],
+        "queued"
+    );
 
     let terminated = Command::new("kill")
         .args(["-TERM", &server.id().to_string()])

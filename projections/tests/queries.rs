@@ -1,0 +1,315 @@
+//! The query API over real HTTP and real read models: paging, filters, freshness, scoping.
+
+use std::collections::{BTreeSet, HashSet};
+use std::time::Duration;
+
+use chrono::Utc;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
+use keryu_domain::notification::{Notification, NotificationCommand, NotificationContent};
+use keryu_domain::subject::{Subject, SubjectCommand};
+use keryu_domain::{CustodianId, NotificationId, RetryPolicy, Role, SubjectId};
+use keryu_infra::event_store::{EventMetadata, EventStore, StreamName};
+use keryu_infra::http::auth::{TokenIssuer, TokenVerifier};
+use keryu_infra::postgres::PgEventStore;
+use keryu_infra::repository;
+use keryu_projections::notifications::NotificationsProjection;
+use keryu_projections::projector::Projector;
+use keryu_projections::queries::{QueryState, router};
+use keryu_projections::subjects::SubjectsProjection;
+use serde_json::Value;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+const SECRET: &[u8] = b"query-test-secret-query-test-secret";
+
+struct World {
+    store: PgEventStore,
+    base: String,
+    client: reqwest::Client,
+    issuer: TokenIssuer,
+}
+
+impl World {
+    async fn start(pool: PgPool, run_projectors: bool) -> World {
+        let store = PgEventStore::new(pool.clone());
+        let notifications = Projector::new(store.clone(), NotificationsProjection);
+        let subjects = Projector::new(store.clone(), SubjectsProjection);
+        notifications.prepare().await.expect("prepare");
+        subjects.prepare().await.expect("prepare");
+        if run_projectors {
+            tokio::spawn(async move { notifications.run(std::future::pending()).await });
+            tokio::spawn(async move { subjects.run(std::future::pending()).await });
+        }
+        let verifier = TokenVerifier::new(
+            Algorithm::HS256,
+            DecodingKey::from_secret(SECRET).expect("key"),
+            "keryu",
+            "keryu-api",
+        );
+        let issuer = TokenIssuer::new(
+            Algorithm::HS256,
+            EncodingKey::from_secret(SECRET).expect("key"),
+            "keryu",
+            "keryu-api",
+            chrono::Duration::minutes(5),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("address"));
+        let app = router(QueryState::new(pool, verifier));
+        tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+        World {
+            store,
+            base,
+            client: reqwest::Client::new(),
+            issuer,
+        }
+    }
+
+    fn token(&self, role: Role, subject: &str) -> String {
+        self.issuer.issue(subject, role).expect("token")
+    }
+
+    async fn get(&self, path: &str, token: &str) -> (u16, Option<u64>, Value) {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request");
+        let status = response.status().as_u16();
+        let position = response
+            .headers()
+            .get("keryu-projection-position")
+            .and_then(|v| v.to_str().ok()?.parse().ok());
+        (
+            status,
+            position,
+            response.json().await.unwrap_or(Value::Null),
+        )
+    }
+
+    async fn subject(&self, custodians: &[CustodianId]) -> SubjectId {
+        let id = SubjectId(Uuid::now_v7());
+        let stream = StreamName::of::<Subject>(id).expect("stream");
+        let register = SubjectCommand::Register {
+            id,
+            name: "Ana".to_owned(),
+            phone: "+14155238886".parse().expect("phone"),
+            preferences: serde_json::json!({}),
+            at: Utc::now(),
+        };
+        let metadata = EventMetadata::default();
+        repository::execute::<Subject>(&self.store, &stream, register, &metadata, 3)
+            .await
+            .expect("register");
+        let assign = SubjectCommand::AssignCustodians {
+            custodian_ids: custodians.iter().copied().collect::<BTreeSet<_>>(),
+            at: Utc::now(),
+        };
+        repository::execute::<Subject>(&self.store, &stream, assign, &metadata, 3)
+            .await
+            .expect("assign");
+        id
+    }
+
+    async fn notification(&self, subject_id: SubjectId) -> NotificationId {
+        let id = NotificationId(Uuid::now_v7());
+        let stream = StreamName::of::<Notification>(id).expect("stream");
+        let create = NotificationCommand::Create {
+            id,
+            subject_id,
+            recipient: "+14155238886".parse().expect("phone"),
+            content: NotificationContent::FreeText {
+                body: "Hola".to_owned(),
+            },
+            scheduled_for: None,
+            retry_policy: RetryPolicy::default(),
+            alarm_id: None,
+            at: Utc::now(),
+        };
+        repository::execute::<Notification>(
+            &self.store,
+            &stream,
+            create,
+            &EventMetadata::default(),
+            3,
+        )
+        .await
+        .expect("create");
+        id
+    }
+
+    async fn head(&self) -> u64 {
+        self.store.head_position().await.expect("head").0
+    }
+
+    /// Waits until the read model has applied everything appended so far.
+    async fn settled(&self, token: &str) {
+        let head = self.head().await;
+        let (status, position, _) = self
+            .get(
+                &format!("/api/notifications?min_position={head}&limit=1"),
+                token,
+            )
+            .await;
+        assert_eq!(status, 200);
+        assert!(
+            position.is_some_and(|p| p >= head),
+            "the read model did not reach {head}"
+        );
+    }
+}
+
+fn ids(page: &Value) -> Vec<String> {
+    page["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|item| item["id"].as_str().expect("id").to_owned())
+        .collect()
+}
+
+#[sqlx::test(migrator = "keryu_infra::postgres::MIGRATOR")]
+async fn pages_are_stable_while_notifications_keep_arriving(pool: PgPool) {
+    let world = World::start(pool, true).await;
+    let admin = world.token(Role::Admin, "admin");
+    let subject = world.subject(&[]).await;
+    let mut created = HashSet::new();
+    for _ in 0..12 {
+        created.insert(world.notification(subject).await.to_string());
+    }
+    world.settled(&admin).await;
+
+    let mut seen = Vec::new();
+    let mut path = "/api/notifications/list/?limit=5".to_owned();
+    loop {
+        let (status, position, page) = world.get(&path, &admin).await;
+        assert_eq!(status, 200, "{page}");
+        assert!(position.is_some());
+        seen.extend(ids(&page));
+        // Newer notifications arrive between pages; they sort before the cursor.
+        world.notification(subject).await;
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/api/notifications?limit=5&cursor={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 12, "{seen:?}");
+    assert_eq!(seen.iter().cloned().collect::<HashSet<_>>(), created);
+    let mut newest_first = seen.clone();
+    newest_first.sort_by(|a, b| b.cmp(a));
+    assert_eq!(
+        seen, newest_first,
+        "ids are v7, so newest first means descending ids"
+    );
+}
+
+#[sqlx::test(migrator = "keryu_infra::postgres::MIGRATOR")]
+async fn filters_and_bad_parameters(pool: PgPool) {
+    let world = World::start(pool, true).await;
+    let admin = world.token(Role::Auditor, "auditor-1");
+    let (a, b) = (world.subject(&[]).await, world.subject(&[]).await);
+    let in_a = world.notification(a).await;
+    world.notification(b).await;
+    world.settled(&admin).await;
+
+    let (_, _, page) = world
+        .get(&format!("/api/notifications?subject_id={}", a.0), &admin)
+        .await;
+    assert_eq!(ids(&page), [in_a.to_string()]);
+    let (_, _, page) = world.get("/api/notifications?status=queued", &admin).await;
+    assert_eq!(ids(&page).len(), 2);
+    let (_, _, page) = world.get("/api/notifications?status=sent", &admin).await;
+    assert!(ids(&page).is_empty());
+
+    for bad in [
+        "status=lost",
+        "limit=0",
+        "limit=501",
+        "cursor=nonsense",
+        "colour=red",
+        "subject_id=x",
+    ] {
+        let (status, _, problem) = world
+            .get(&format!("/api/notifications?{bad}"), &admin)
+            .await;
+        assert_eq!(status, 422, "{bad}: {problem}");
+        assert_eq!(problem["type"], "/problems/validation");
+    }
+    let (status, _, view) = world
+        .get(&format!("/api/notifications/{in_a}/status/"), &admin)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (view["status"].as_str(), view["attempt"].as_i64()),
+        (Some("queued"), Some(0))
+    );
+    let (status, _, _) = world
+        .get(&format!("/api/notifications/{}", Uuid::now_v7()), &admin)
+        .await;
+    assert_eq!(status, 404);
+    let (status, _, _) = world.get("/api/notifications", "not-a-token").await;
+    assert_eq!(status, 401);
+}
+
+/// A query with `min_position` waits for the projector instead of answering stale data.
+#[sqlx::test(migrator = "keryu_infra::postgres::MIGRATOR")]
+async fn min_position_waits_for_the_read_model(pool: PgPool) {
+    let world = World::start(pool.clone(), false).await;
+    let admin = world.token(Role::Admin, "admin");
+    let subject = world.subject(&[]).await;
+    let id = world.notification(subject).await;
+    let head = world.head().await;
+
+    let (_, stale, page) = world.get("/api/notifications", &admin).await;
+    assert_eq!(stale, Some(0));
+    assert!(ids(&page).is_empty());
+
+    let late_projector = tokio::spawn({
+        let store = world.store.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let notifications = Projector::new(store, NotificationsProjection);
+            notifications.run(std::future::pending()).await;
+        }
+    });
+    let (status, fresh, view) = world
+        .get(
+            &format!("/api/notifications/{id}?min_position={head}"),
+            &admin,
+        )
+        .await;
+    assert_eq!(status, 200, "{view}");
+    assert!(fresh.is_some_and(|position| position >= head));
+    assert_eq!(view["status"], "queued");
+    late_projector.abort();
+}
+
+#[sqlx::test(migrator = "keryu_infra::postgres::MIGRATOR")]
+async fn custodians_see_only_their_subjects(pool: PgPool) {
+    let world = World::start(pool, true).await;
+    let carla = CustodianId(Uuid::now_v7());
+    let theirs = world.subject(&[carla]).await;
+    let others = world.subject(&[]).await;
+    let visible = world.notification(theirs).await;
+    let hidden = world.notification(others).await;
+    let admin = world.token(Role::Admin, "admin");
+    world.settled(&admin).await;
+
+    let custodian = world.token(Role::Custodian, &carla.to_string());
+    let (_, _, page) = world.get("/api/notifications", &custodian).await;
+    assert_eq!(ids(&page), [visible.to_string()]);
+    let (status, _, _) = world
+        .get(&format!("/api/notifications/{hidden}"), &custodian)
+        .await;
+    assert_eq!(status, 404);
+    let (status, _, _) = world
+        .get(&format!("/api/notifications/{visible}"), &custodian)
+        .await;
+    assert_eq!(status, 200);
+    let (_, _, page) = world.get("/api/notifications", &admin).await;
+    assert_eq!(ids(&page).len(), 2);
+}
