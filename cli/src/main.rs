@@ -3,6 +3,7 @@
 
 mod custodian;
 mod migrate;
+mod projections;
 mod serve;
 mod token;
 
@@ -34,6 +35,9 @@ enum Task {
     Projector,
     /// Create the database if it is missing and bring its schema up to date.
     Migrate,
+    /// Operate the read models: status, rebuild.
+    #[command(subcommand)]
+    Projections(projections::ProjectionsAction),
     /// Administer custodians (users).
     #[command(subcommand)]
     Custodian(custodian::CustodianAction),
@@ -98,6 +102,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             .await
         }
         Task::Migrate => migrate::run(&config).await.map(drop),
+        Task::Projections(action) => projections::run(&config, action).await,
         Task::Custodian(action) => custodian::run(&config, action).await,
         Task::Token(action) => token::run(&config, &action),
     }

@@ -11,4 +11,5 @@ pub mod notifications;
 pub mod projection;
 pub mod projector;
 pub mod queries;
+pub mod rebuild;
 pub mod subjects;

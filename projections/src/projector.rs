@@ -36,12 +36,31 @@ pub struct Projector<P> {
 impl<P: Projection> Projector<P> {
     /// A projector for `projection` whose read model lives in `projection_<name>`.
     pub fn new(store: PgEventStore, projection: P) -> Self {
-        let schema = format!("projection_{}", projection.name());
+        let schema = live_schema(projection.name());
         Projector {
             store,
             projection,
             schema,
         }
+    }
+
+    /// A projector writing into another schema: a rebuild's shadow copy.
+    pub(crate) fn in_schema(store: PgEventStore, projection: P, schema: String) -> Self {
+        Projector {
+            store,
+            projection,
+            schema,
+        }
+    }
+
+    /// The projection this projector feeds.
+    pub fn projection(&self) -> &P {
+        &self.projection
+    }
+
+    /// The store it reads.
+    pub(crate) fn store(&self) -> &PgEventStore {
+        &self.store
     }
 
     /// The schema holding the read model and the checkpoint.
@@ -65,10 +84,13 @@ impl<P: Projection> Projector<P> {
             .execute(&mut *transaction)
             .await?;
         sqlx::raw_sql(
+            // `generation` identifies this copy of the read model: a rebuild swaps in a copy with
+            // another one, and a batch that started on the old copy must not commit.
             "CREATE TABLE IF NOT EXISTS checkpoint ( \
                  singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton), \
                  position bigint NOT NULL, \
-                 unknown_events bigint NOT NULL DEFAULT 0); \
+                 unknown_events bigint NOT NULL DEFAULT 0, \
+                 generation uuid NOT NULL DEFAULT gen_random_uuid()); \
              INSERT INTO checkpoint (position) VALUES (0) ON CONFLICT DO NOTHING;",
         )
         .execute(&mut *transaction)
@@ -90,23 +112,50 @@ impl<P: Projection> Projector<P> {
         Ok(Position(position.unsigned_abs()))
     }
 
+    /// The checkpoint and the number of events skipped as unknown, for `keryu projections status`.
+    ///
+    /// # Errors
+    /// When the database fails.
+    pub async fn status(&self) -> Result<(Position, u64), sqlx::Error> {
+        let (position, unknown): (i64, i64) = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT position, unknown_events FROM {}.checkpoint",
+            self.schema
+        )))
+        .fetch_one(self.store.pool())
+        .await?;
+        Ok((Position(position.unsigned_abs()), unknown.unsigned_abs()))
+    }
+
     /// Applies `events` and advances the checkpoint in one transaction. Events at or below the
     /// checkpoint are skipped, so applying a batch twice (a retry, or two instances racing)
     /// changes nothing the second time; the checkpoint row's lock serialises instances.
     ///
     /// # Errors
-    /// When the database fails; nothing of the batch is then applied.
+    /// When the database fails, or a rebuild swapped the read model meanwhile; nothing of the
+    /// batch is then applied.
     pub async fn apply_batch(&self, events: &[RecordedEvent]) -> Result<BatchOutcome, sqlx::Error> {
         let mut transaction = self.store.pool().begin().await?;
+        let outcome = self.apply_in(&mut transaction, events).await?;
+        transaction.commit().await?;
+        Ok(outcome)
+    }
+
+    /// [`Self::apply_batch`] inside a transaction the caller owns (a rebuild's swap).
+    pub(crate) async fn apply_in(
+        &self,
+        connection: &mut PgConnection,
+        events: &[RecordedEvent],
+    ) -> Result<BatchOutcome, sqlx::Error> {
         sqlx::raw_sql(AssertSqlSafe(format!(
             "SET LOCAL search_path TO {}",
             self.schema
         )))
-        .execute(&mut *transaction)
+        .execute(&mut *connection)
         .await?;
-        let checkpoint: i64 = sqlx::query_scalar("SELECT position FROM checkpoint FOR UPDATE")
-            .fetch_one(&mut *transaction)
-            .await?;
+        let (checkpoint, generation): (i64, uuid::Uuid) =
+            sqlx::query_as("SELECT position, generation FROM checkpoint FOR UPDATE")
+                .fetch_one(&mut *connection)
+                .await?;
         let mut outcome = BatchOutcome {
             checkpoint: Position(checkpoint.unsigned_abs()),
             ..BatchOutcome::default()
@@ -116,7 +165,7 @@ impl<P: Projection> Projector<P> {
                 outcome.already_applied += 1;
                 continue;
             }
-            match self.projection.apply(&mut transaction, event).await? {
+            match self.projection.apply(connection, event).await? {
                 Applied::Changed | Applied::Ignored => outcome.applied += 1,
                 Applied::Unknown => {
                     outcome.unknown += 1;
@@ -131,8 +180,7 @@ impl<P: Projection> Projector<P> {
             }
             outcome.checkpoint = event.position;
         }
-        record_checkpoint(&mut transaction, outcome).await?;
-        transaction.commit().await?;
+        record_checkpoint(connection, outcome, generation).await?;
         Ok(outcome)
     }
 
@@ -190,14 +238,33 @@ impl<P: Projection> Projector<P> {
     }
 }
 
+/// Advances the checkpoint of the copy the batch started on. Zero rows means a rebuild swapped
+/// in another copy while the batch waited for the checkpoint lock: its writes may have landed
+/// in the new copy, so the whole batch must roll back.
 async fn record_checkpoint(
     connection: &mut PgConnection,
     outcome: BatchOutcome,
+    generation: uuid::Uuid,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE checkpoint SET position = $1, unknown_events = unknown_events + $2")
-        .bind(i64::try_from(outcome.checkpoint.0).unwrap_or(i64::MAX))
-        .bind(i64::try_from(outcome.unknown).unwrap_or(i64::MAX))
-        .execute(connection)
-        .await?;
-    Ok(())
+    let updated = sqlx::query(
+        "UPDATE checkpoint SET position = $1, unknown_events = unknown_events + $2 \
+         WHERE generation = $3",
+    )
+    .bind(i64::try_from(outcome.checkpoint.0).unwrap_or(i64::MAX))
+    .bind(i64::try_from(outcome.unknown).unwrap_or(i64::MAX))
+    .bind(generation)
+    .execute(connection)
+    .await?;
+    if updated.rows_affected() == 1 {
+        Ok(())
+    } else {
+        Err(sqlx::Error::Protocol(
+            "a rebuild swapped the read model during the batch; it will be applied again".into(),
+        ))
+    }
+}
+
+/// The schema of a projection's live read model.
+pub fn live_schema(name: &str) -> String {
+    format!("projection_{name}")
 }

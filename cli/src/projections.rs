@@ -1,0 +1,116 @@
+//! `keryu projections status` and `keryu projections rebuild`: operating the read models.
+
+use std::io::{IsTerminal, Write};
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use keryu_infra::config::Config;
+use keryu_infra::event_store::{EventStore, Position};
+use keryu_infra::postgres::PgEventStore;
+use keryu_projections::notifications::NotificationsProjection;
+use keryu_projections::projection::Projection;
+use keryu_projections::projector::Projector;
+use keryu_projections::rebuild::rebuild;
+use keryu_projections::subjects::SubjectsProjection;
+
+use crate::migrate;
+
+/// The projections this build has, by name.
+const NAMES: [&str; 2] = ["notifications", "subjects"];
+
+/// Projection subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ProjectionsAction {
+    /// Each projection's checkpoint, its lag behind the head of the log, and the events it
+    /// skipped as unknown.
+    Status,
+    /// Replay the whole log into a shadow copy of a read model while the live one keeps
+    /// serving, then swap them atomically. Interrupting it leaves the live copy untouched.
+    Rebuild {
+        /// The projection to rebuild (notifications, subjects).
+        name: Option<String>,
+        /// Rebuild every projection, one after the other.
+        #[arg(long, conflicts_with = "name")]
+        all: bool,
+    },
+}
+
+/// Runs the action against the configured database.
+pub async fn run(config: &Config, action: ProjectionsAction) -> anyhow::Result<()> {
+    let store = PgEventStore::new(migrate::run(config).await?);
+    match action {
+        ProjectionsAction::Status => {
+            let head = store.head_position().await?;
+            println!(
+                "{:<16} {:>12} {:>12} {:>10}",
+                "projection", "checkpoint", "lag", "unknown"
+            );
+            let rows = [
+                (
+                    "notifications",
+                    status(&store, NotificationsProjection).await?,
+                ),
+                ("subjects", status(&store, SubjectsProjection).await?),
+            ];
+            for (name, (checkpoint, unknown)) in rows {
+                let lag = head.0.saturating_sub(checkpoint.0);
+                println!("{name:<16} {:>12} {lag:>12} {unknown:>10}", checkpoint.0);
+            }
+            Ok(())
+        }
+        ProjectionsAction::Rebuild { name, all } => {
+            let names: Vec<String> = match (name, all) {
+                (_, true) => NAMES.iter().map(|n| (*n).to_owned()).collect(),
+                (Some(name), false) => vec![name],
+                (None, false) => bail!("name a projection ({}) or pass --all", NAMES.join(", ")),
+            };
+            for name in names {
+                match name.as_str() {
+                    "notifications" => rebuild_one(&store, NotificationsProjection).await?,
+                    "subjects" => rebuild_one(&store, SubjectsProjection).await?,
+                    other => bail!("no projection {other:?}; known: {}", NAMES.join(", ")),
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn status<P: Projection>(
+    store: &PgEventStore,
+    projection: P,
+) -> anyhow::Result<(Position, u64)> {
+    let projector = Projector::new(store.clone(), projection);
+    projector.prepare().await?;
+    Ok(projector.status().await?)
+}
+
+async fn rebuild_one<P: Projection + Clone>(
+    store: &PgEventStore,
+    projection: P,
+) -> anyhow::Result<()> {
+    let name = projection.name();
+    let projector = Projector::new(store.clone(), projection);
+    let terminal = std::io::stderr().is_terminal();
+    let mut last_tenth = None;
+    let rebuilt = rebuild(&projector, |at, head| {
+        let percent = at.0.saturating_mul(100).checked_div(head.0).unwrap_or(100);
+        if terminal {
+            eprint!("\r{name}: {percent:>3}% ({at} of {head} events)");
+            let _ = std::io::stderr().flush();
+        } else if last_tenth != Some(percent / 10) {
+            last_tenth = Some(percent / 10);
+            eprintln!("{name}: {percent}% ({at} of {head})");
+        }
+    })
+    .await
+    .with_context(|| format!("rebuilding {name} failed; the live read model is unchanged"))?;
+    if terminal {
+        eprintln!();
+    }
+    println!(
+        "{name}: rebuilt from {} events, now at position {}",
+        rebuilt.events, rebuilt.checkpoint
+    );
+    Ok(())
+}
