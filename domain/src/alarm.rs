@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::checks::require_text;
 use crate::error::Violation;
-use crate::event::event_names;
+use crate::event::event_enum;
 use crate::{Aggregate, AlarmId, DomainError, SubjectId};
 
 /// What kind of situation an alarm reports.
@@ -180,24 +180,20 @@ pub struct AlarmHandled {
     pub at: DateTime<Utc>,
 }
 
-/// Events of [`Alarm`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(tag = "type", content = "data")]
-pub enum AlarmEvent {
-    /// An alarm was raised.
-    AlarmRaised(AlarmRaised),
-    /// Someone is on it.
-    AlarmAcknowledged(AlarmHandled),
-    /// It is closed.
-    AlarmResolved(AlarmHandled),
+event_enum! {
+    /// Events of [`Alarm`].
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+    #[serde(tag = "type", content = "data")]
+    pub enum AlarmEvent {
+        /// An alarm was raised.
+        AlarmRaised(AlarmRaised),
+        /// Someone is on it.
+        AlarmAcknowledged(AlarmHandled),
+        /// It is closed.
+        AlarmResolved(AlarmHandled),
+    }
 }
-
-event_names!(AlarmEvent {
-    AlarmRaised(AlarmRaised),
-    AlarmAcknowledged(AlarmHandled),
-    AlarmResolved(AlarmHandled),
-});
 
 impl Aggregate for Alarm {
     const CATEGORY: &'static str = "alarm";

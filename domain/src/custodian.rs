@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::checks::{require_active, require_text};
 use crate::error::Violation;
-use crate::event::event_names;
+use crate::event::event_enum;
 use crate::{Aggregate, CustodianId, DomainError, Email, Role};
 
 /// A password hash in PHC string form (argon2id), computed by an adapter: the domain never sees
@@ -155,27 +155,22 @@ pub struct CustodianDeactivated {
     pub at: DateTime<Utc>,
 }
 
-/// Events of [`Custodian`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(tag = "type", content = "data")]
-pub enum CustodianEvent {
-    /// A custodian was created.
-    CustodianCreated(CustodianCreated),
-    /// Their role changed.
-    CustodianRoleChanged(CustodianRoleChanged),
-    /// Their password changed.
-    CustodianPasswordChanged(CustodianPasswordChanged),
-    /// Their access was revoked.
-    CustodianDeactivated(CustodianDeactivated),
+event_enum! {
+    /// Events of [`Custodian`].
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+    #[serde(tag = "type", content = "data")]
+    pub enum CustodianEvent {
+        /// A custodian was created.
+        CustodianCreated(CustodianCreated),
+        /// Their role changed.
+        CustodianRoleChanged(CustodianRoleChanged),
+        /// Their password changed.
+        CustodianPasswordChanged(CustodianPasswordChanged),
+        /// Their access was revoked.
+        CustodianDeactivated(CustodianDeactivated),
+    }
 }
-
-event_names!(CustodianEvent {
-    CustodianCreated(CustodianCreated),
-    CustodianRoleChanged(CustodianRoleChanged),
-    CustodianPasswordChanged(CustodianPasswordChanged),
-    CustodianDeactivated(CustodianDeactivated),
-});
 
 impl Aggregate for Custodian {
     const CATEGORY: &'static str = "custodian";

@@ -50,11 +50,23 @@ impl PayloadSchema {
     }
 }
 
-/// Declares an event enum's stable names once: `event_type()`, `schema_version()` (1 for all
+/// Declares an event enum once and derives from its variants what the store needs:
+/// `event_type()` (the variant's name, which is therefore stable), `schema_version()` (1 for all
 /// variants until an upcaster exists), `EVENT_TYPES`, the list of every name, and (with the
-/// `openapi` feature) `payload_schemas()`.
-macro_rules! event_names {
-    ($enum:ident { $($variant:ident($payload:ty)),* $(,)? }) => {
+/// `openapi` feature) `payload_schemas()`. The enum is written inside the macro exactly as it
+/// would be outside it, attributes and docs included.
+macro_rules! event_enum {
+    (
+        $(#[$meta:meta])*
+        pub enum $enum:ident {
+            $($(#[$variant_meta:meta])* $variant:ident($payload:ty)),* $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        pub enum $enum {
+            $($(#[$variant_meta])* $variant($payload)),*
+        }
+
         impl $enum {
             /// Every stable event type name of this enum, in declaration order.
             pub const EVENT_TYPES: &'static [&'static str] = &[$(stringify!($variant)),*];
@@ -79,4 +91,4 @@ macro_rules! event_names {
         }
     };
 }
-pub(crate) use event_names;
+pub(crate) use event_enum;

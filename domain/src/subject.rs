@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::checks::{require_active, require_text};
 use crate::error::Violation;
-use crate::event::event_names;
+use crate::event::event_enum;
 use crate::{Aggregate, CustodianId, DomainError, PhoneNumber, SubjectId};
 
 /// The subject aggregate.
@@ -119,27 +119,22 @@ pub struct Occurred {
     pub at: DateTime<Utc>,
 }
 
-/// Events of [`Subject`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(tag = "type", content = "data")]
-pub enum SubjectEvent {
-    /// A subject was registered.
-    SubjectRegistered(SubjectRegistered),
-    /// Some details changed.
-    SubjectUpdated(SubjectUpdated),
-    /// The subject was deactivated.
-    SubjectDeactivated(Occurred),
-    /// The subject's custodians were replaced.
-    SubjectCustodiansAssigned(SubjectCustodiansAssigned),
+event_enum! {
+    /// Events of [`Subject`].
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+    #[serde(tag = "type", content = "data")]
+    pub enum SubjectEvent {
+        /// A subject was registered.
+        SubjectRegistered(SubjectRegistered),
+        /// Some details changed.
+        SubjectUpdated(SubjectUpdated),
+        /// The subject was deactivated.
+        SubjectDeactivated(Occurred),
+        /// The subject's custodians were replaced.
+        SubjectCustodiansAssigned(SubjectCustodiansAssigned),
+    }
 }
-
-event_names!(SubjectEvent {
-    SubjectRegistered(SubjectRegistered),
-    SubjectUpdated(SubjectUpdated),
-    SubjectDeactivated(Occurred),
-    SubjectCustodiansAssigned(SubjectCustodiansAssigned),
-});
 
 fn validate_preferences(preferences: &serde_json::Value) -> Result<(), DomainError> {
     if preferences.is_object() {

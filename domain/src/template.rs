@@ -16,7 +16,7 @@ pub use content::TemplateContent;
 pub use render::{MAX_BODY_CHARS, MAX_WHATSAPP_TEMPLATE_CHARS, RenderError, placeholders, render};
 
 use crate::checks::require_text;
-use crate::event::event_names;
+use crate::event::event_enum;
 use crate::{Aggregate, DomainError, TemplateId};
 
 /// Where a template version is in its review.
@@ -161,33 +161,26 @@ pub struct TemplateReviewed {
     pub at: DateTime<Utc>,
 }
 
-/// Events of [`MessageTemplate`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(tag = "type", content = "data")]
-pub enum TemplateEvent {
-    /// A template was written as draft version 1.
-    TemplateCreated(TemplateCreated),
-    /// A draft or rejected version was edited in place (back to draft).
-    TemplateEdited(TemplateContentChanged),
-    /// A submitted or approved version was edited: a new draft version exists.
-    TemplateVersionCreated(TemplateContentChanged),
-    /// The latest version awaits approval.
-    TemplateSubmitted(TemplateReviewed),
-    /// The submitted version may now be used.
-    TemplateApproved(TemplateReviewed),
-    /// The submitted version was refused.
-    TemplateRejected(TemplateReviewed),
+event_enum! {
+    /// Events of [`MessageTemplate`].
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+    #[serde(tag = "type", content = "data")]
+    pub enum TemplateEvent {
+        /// A template was written as draft version 1.
+        TemplateCreated(TemplateCreated),
+        /// A draft or rejected version was edited in place (back to draft).
+        TemplateEdited(TemplateContentChanged),
+        /// A submitted or approved version was edited: a new draft version exists.
+        TemplateVersionCreated(TemplateContentChanged),
+        /// The latest version awaits approval.
+        TemplateSubmitted(TemplateReviewed),
+        /// The submitted version may now be used.
+        TemplateApproved(TemplateReviewed),
+        /// The submitted version was refused.
+        TemplateRejected(TemplateReviewed),
+    }
 }
-
-event_names!(TemplateEvent {
-    TemplateCreated(TemplateCreated),
-    TemplateEdited(TemplateContentChanged),
-    TemplateVersionCreated(TemplateContentChanged),
-    TemplateSubmitted(TemplateReviewed),
-    TemplateApproved(TemplateReviewed),
-    TemplateRejected(TemplateReviewed),
-});
 
 impl MessageTemplate {
     fn refuse(&self, command: &'static str) -> DomainError {

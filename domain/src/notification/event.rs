@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::command::{FailureKind, NotificationContent};
-use crate::event::event_names;
+use crate::event::event_enum;
 use crate::{AlarmId, NotificationId, PhoneNumber, RetryPolicy, SubjectId};
 
 /// Payload of [`NotificationEvent::NotificationCreated`].
@@ -173,54 +173,39 @@ pub struct StatusReached {
     pub at: DateTime<Utc>,
 }
 
-/// Events of [`super::Notification`].
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[serde(tag = "type", content = "data")]
-pub enum NotificationEvent {
-    /// A notification was accepted.
-    NotificationCreated(NotificationCreated),
-    /// It waits for its scheduled time.
-    NotificationScheduled(NotificationScheduled),
-    /// It waits for a dispatcher (the dispatcher subscribes to this event).
-    NotificationQueued(AttemptEvent),
-    /// A dispatcher claimed it for an attempt.
-    DeliveryAttemptStarted(DeliveryAttemptStarted),
-    /// The provider accepted it.
-    NotificationSent(NotificationSent),
-    /// An attempt failed.
-    DeliveryAttemptFailed(DeliveryAttemptFailed),
-    /// An attempt's outcome is unknown (its dispatcher vanished).
-    DeliveryOutcomeUnknown(AttemptEvent),
-    /// Another attempt will be made later.
-    RetryScheduled(RetryScheduled),
-    /// No further attempt will be made (until a manual retry).
-    NotificationFailed(NotificationFailed),
-    /// The provider reports it reached the handset.
-    NotificationDelivered(StatusReached),
-    /// The provider reports the recipient read it.
-    NotificationRead(StatusReached),
-    /// The provider reports it could not be delivered after all.
-    NotificationUndelivered(NotificationUndelivered),
-    /// It was stopped before being sent.
-    NotificationCancelled(NotificationCancelled),
-    /// Someone asked to try a failed notification again.
-    NotificationRetryRequested(NotificationRetryRequested),
+event_enum! {
+    /// Events of [`super::Notification`].
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+    #[serde(tag = "type", content = "data")]
+    pub enum NotificationEvent {
+        /// A notification was accepted.
+        NotificationCreated(NotificationCreated),
+        /// It waits for its scheduled time.
+        NotificationScheduled(NotificationScheduled),
+        /// It waits for a dispatcher (the dispatcher subscribes to this event).
+        NotificationQueued(AttemptEvent),
+        /// A dispatcher claimed it for an attempt.
+        DeliveryAttemptStarted(DeliveryAttemptStarted),
+        /// The provider accepted it.
+        NotificationSent(NotificationSent),
+        /// An attempt failed.
+        DeliveryAttemptFailed(DeliveryAttemptFailed),
+        /// An attempt's outcome is unknown (its dispatcher vanished).
+        DeliveryOutcomeUnknown(AttemptEvent),
+        /// Another attempt will be made later.
+        RetryScheduled(RetryScheduled),
+        /// No further attempt will be made (until a manual retry).
+        NotificationFailed(NotificationFailed),
+        /// The provider reports it reached the handset.
+        NotificationDelivered(StatusReached),
+        /// The provider reports the recipient read it.
+        NotificationRead(StatusReached),
+        /// The provider reports it could not be delivered after all.
+        NotificationUndelivered(NotificationUndelivered),
+        /// It was stopped before being sent.
+        NotificationCancelled(NotificationCancelled),
+        /// Someone asked to try a failed notification again.
+        NotificationRetryRequested(NotificationRetryRequested),
+    }
 }
-
-event_names!(NotificationEvent {
-    NotificationCreated(NotificationCreated),
-    NotificationScheduled(NotificationScheduled),
-    NotificationQueued(AttemptEvent),
-    DeliveryAttemptStarted(DeliveryAttemptStarted),
-    NotificationSent(NotificationSent),
-    DeliveryAttemptFailed(DeliveryAttemptFailed),
-    DeliveryOutcomeUnknown(AttemptEvent),
-    RetryScheduled(RetryScheduled),
-    NotificationFailed(NotificationFailed),
-    NotificationDelivered(StatusReached),
-    NotificationRead(StatusReached),
-    NotificationUndelivered(NotificationUndelivered),
-    NotificationCancelled(NotificationCancelled),
-    NotificationRetryRequested(NotificationRetryRequested),
-});
