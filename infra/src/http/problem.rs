@@ -213,3 +213,42 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     }
     line
 }
+
+#[cfg(test)]
+mod tests {
+    use keryu_domain::DomainError;
+
+    use super::*;
+    use crate::event_store::StreamName;
+
+    #[test]
+    fn command_errors_map_to_stable_problems() {
+        let stream = StreamName::new("subject", "1").expect("stream");
+        let cases = [
+            (
+                CommandError::Contention {
+                    stream,
+                    attempts: 5,
+                },
+                ProblemKind::Conflict,
+            ),
+            (
+                CommandError::Domain(DomainError::NotFound {
+                    aggregate: "subject",
+                }),
+                ProblemKind::NotFound,
+            ),
+            (
+                CommandError::Domain(DomainError::AlreadyExists {
+                    aggregate: "subject",
+                }),
+                ProblemKind::Conflict,
+            ),
+        ];
+        for (error, kind) in cases {
+            let problem = Problem::from(error);
+            assert_eq!(problem.kind(), kind);
+            assert_eq!(problem.into_response().status(), kind.status());
+        }
+    }
+}
