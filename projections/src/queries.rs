@@ -1,4 +1,5 @@
-//! The query API over the read models: notification lists and status, with their freshness.
+//! The query API over the read models: notifications, subjects and dashboard counts, with their
+//! freshness.
 //!
 //! Every answer carries `Keryu-Projection-Position`, the log position the read model had
 //! reached when the query ran; `?min_position=N` (N from a command's `Keryu-Position`) waits up
@@ -58,6 +59,10 @@ pub fn router(state: QueryState) -> Router {
         .route("/api/notifications/list/", get(list_notifications))
         .route("/api/notifications/{id}", get(notification_status))
         .route("/api/notifications/{id}/status/", get(notification_status))
+        .route("/api/subjects", get(list_subjects))
+        .route("/api/subjects/list/", get(list_subjects))
+        .route("/api/subjects/{id}", get(subject))
+        .route("/api/stats", get(stats))
         .with_state(state)
 }
 
@@ -135,8 +140,20 @@ fn custodian_scope(caller: &Caller) -> Option<Uuid> {
 }
 
 /// `<created_at in microseconds>_<id>`: the keyset of the last row of a page.
-fn encode_cursor(row: &NotificationView) -> String {
-    format!("{}_{}", row.created_at.timestamp_micros(), row.id)
+fn cursor_of(created_at: DateTime<Utc>, id: Uuid) -> String {
+    format!("{}_{id}", created_at.timestamp_micros())
+}
+
+fn page_limit(limit: Option<u32>) -> Result<u32, Problem> {
+    let limit = limit.unwrap_or(DEFAULT_LIMIT);
+    if (1..=MAX_LIMIT).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(Problem::new(
+            ProblemKind::Validation,
+            format!("limit must be between 1 and {MAX_LIMIT}"),
+        ))
+    }
 }
 
 fn decode_cursor(cursor: &str) -> Result<(DateTime<Utc>, Uuid), Problem> {
@@ -152,13 +169,20 @@ fn decode_cursor(cursor: &str) -> Result<(DateTime<Utc>, Uuid), Problem> {
 /// Waits (bounded) until the notifications read model has applied `min_position`, and returns
 /// the position it has applied.
 async fn freshness(pool: &PgPool, min_position: Option<u64>) -> Result<u64, Problem> {
+    wait_for(pool, "projection_notifications", min_position).await
+}
+
+/// Waits (bounded) until the read model in `schema` has applied `min_position`, and returns the
+/// position it has applied.
+async fn wait_for(pool: &PgPool, schema: &str, min_position: Option<u64>) -> Result<u64, Problem> {
     let deadline = tokio::time::Instant::now() + MAX_WAIT;
     loop {
-        let position: i64 =
-            sqlx::query_scalar("SELECT position FROM projection_notifications.checkpoint")
-                .fetch_one(pool)
-                .await
-                .map_err(unavailable)?;
+        let position: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT position FROM {schema}.checkpoint"
+        )))
+        .fetch_one(pool)
+        .await
+        .map_err(unavailable)?;
         let position = position.unsigned_abs();
         if min_position.is_none_or(|wanted| position >= wanted)
             || tokio::time::Instant::now() >= deadline
@@ -192,13 +216,7 @@ async fn list_notifications(
     caller: Caller,
     QueryParams(query): QueryParams<ListNotifications>,
 ) -> Result<Response, Problem> {
-    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(Problem::new(
-            ProblemKind::Validation,
-            format!("limit must be between 1 and {MAX_LIMIT}"),
-        ));
-    }
+    let limit = page_limit(query.limit)?;
     if let Some(status) = &query.status
         && !NotificationStatus::ALL
             .iter()
@@ -238,7 +256,9 @@ async fn list_notifications(
     .map_err(unavailable)?;
     let more = items.len() > limit as usize;
     items.truncate(limit as usize);
-    let next_cursor = more.then(|| items.last().map(encode_cursor)).flatten();
+    let next_cursor = more
+        .then(|| items.last().map(|row| cursor_of(row.created_at, row.id)))
+        .flatten();
     Ok(with_position(
         NotificationPage { items, next_cursor },
         position,
@@ -265,4 +285,142 @@ async fn notification_status(
     .map_err(unavailable)?;
     let view = view.ok_or_else(|| Problem::new(ProblemKind::NotFound, "no such notification"))?;
     Ok(with_position(view, position))
+}
+
+/// One subject as the read model knows it, with its custodians.
+#[derive(Debug, Serialize, FromRow)]
+pub struct SubjectView {
+    id: Uuid,
+    name: String,
+    phone: String,
+    preferences: serde_json::Value,
+    active: bool,
+    custodian_ids: Vec<Uuid>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+/// Paging of `GET /api/subjects`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListSubjects {
+    #[serde(default)]
+    active: Option<bool>,
+    #[serde(default)]
+    limit: Option<u32>,
+    #[serde(default)]
+    cursor: Option<String>,
+    #[serde(default)]
+    min_position: Option<u64>,
+}
+
+/// A page of subjects, newest first.
+#[derive(Debug, Serialize)]
+pub struct SubjectPage {
+    items: Vec<SubjectView>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    next_cursor: Option<String>,
+}
+
+/// Notification counts by status, for dashboards.
+#[derive(Debug, Serialize)]
+pub struct Stats {
+    notifications_by_status: std::collections::BTreeMap<String, i64>,
+    notifications_total: i64,
+}
+
+const SUBJECT_SELECT: &str = "SELECT s.id, s.name, s.phone, s.preferences, s.active, \
+     coalesce(array_agg(c.custodian_id) FILTER (WHERE c.custodian_id IS NOT NULL), '{}') \
+     AS custodian_ids, s.created_at, s.updated_at \
+     FROM projection_subjects.subjects s \
+     LEFT JOIN projection_subjects.subject_custodians c ON c.subject_id = s.id";
+
+/// Custodians see their subjects only; the subjects read model's freshness is its own.
+async fn subjects_freshness(pool: &PgPool, min_position: Option<u64>) -> Result<u64, Problem> {
+    wait_for(pool, "projection_subjects", min_position).await
+}
+
+async fn list_subjects(
+    State(state): State<QueryState>,
+    caller: Caller,
+    QueryParams(query): QueryParams<ListSubjects>,
+) -> Result<Response, Problem> {
+    let limit = page_limit(query.limit)?;
+    let after = query.cursor.as_deref().map(decode_cursor).transpose()?;
+    let position = subjects_freshness(&state.pool, query.min_position).await?;
+    let mut items: Vec<SubjectView> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{SUBJECT_SELECT} \
+         WHERE ($1::boolean IS NULL OR s.active = $1) \
+           AND ($2::timestamptz IS NULL OR (s.created_at, s.id) < ($2, $3)) \
+           AND ($4::uuid IS NULL OR s.id IN ( \
+                SELECT subject_id FROM projection_subjects.subject_custodians \
+                WHERE custodian_id = $4)) \
+         GROUP BY s.id ORDER BY s.created_at DESC, s.id DESC LIMIT $5"
+    )))
+    .bind(query.active)
+    .bind(after.map(|(at, _)| at))
+    .bind(after.map(|(_, id)| id))
+    .bind(custodian_scope(&caller))
+    .bind(i64::from(limit) + 1)
+    .fetch_all(&state.pool)
+    .await
+    .map_err(unavailable)?;
+    let more = items.len() > limit as usize;
+    items.truncate(limit as usize);
+    let next_cursor = more
+        .then(|| items.last().map(|row| cursor_of(row.created_at, row.id)))
+        .flatten();
+    Ok(with_position(SubjectPage { items, next_cursor }, position))
+}
+
+async fn subject(
+    State(state): State<QueryState>,
+    caller: Caller,
+    IdPath(id): IdPath,
+    QueryParams(freshness_wanted): QueryParams<Freshness>,
+) -> Result<Response, Problem> {
+    let position = subjects_freshness(&state.pool, freshness_wanted.min_position).await?;
+    let view: Option<SubjectView> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{SUBJECT_SELECT} WHERE s.id = $1 AND ($2::uuid IS NULL OR s.id IN ( \
+                SELECT subject_id FROM projection_subjects.subject_custodians \
+                WHERE custodian_id = $2)) GROUP BY s.id"
+    )))
+    .bind(id)
+    .bind(custodian_scope(&caller))
+    .fetch_optional(&state.pool)
+    .await
+    .map_err(unavailable)?;
+    let view = view.ok_or_else(|| Problem::new(ProblemKind::NotFound, "no such subject"))?;
+    Ok(with_position(view, position))
+}
+
+/// Counts by status from the read model's counters. Custodians are refused: the counters span
+/// every subject.
+async fn stats(
+    State(state): State<QueryState>,
+    caller: Caller,
+    QueryParams(freshness_wanted): QueryParams<Freshness>,
+) -> Result<Response, Problem> {
+    if caller.role == Role::Custodian {
+        return Err(Problem::new(
+            ProblemKind::Forbidden,
+            "statistics span every subject; custodians list their own notifications instead",
+        ));
+    }
+    let position = freshness(&state.pool, freshness_wanted.min_position).await?;
+    let counts: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT status, count FROM projection_notifications.notification_status_counts \
+         WHERE count > 0 ORDER BY status",
+    )
+    .fetch_all(&state.pool)
+    .await
+    .map_err(unavailable)?;
+    let notifications_total = counts.iter().map(|(_, count)| count).sum();
+    Ok(with_position(
+        Stats {
+            notifications_by_status: counts.into_iter().collect(),
+            notifications_total,
+        },
+        position,
+    ))
 }

@@ -313,3 +313,69 @@ async fn custodians_see_only_their_subjects(pool: PgPool) {
     let (_, _, page) = world.get("/api/notifications", &admin).await;
     assert_eq!(ids(&page).len(), 2);
 }
+
+#[sqlx::test(migrator = "keryu_infra::postgres::MIGRATOR")]
+async fn subjects_are_listed_with_their_custodians_and_scoped(pool: PgPool) {
+    let world = World::start(pool, true).await;
+    let carla = CustodianId(Uuid::now_v7());
+    let theirs = world.subject(&[carla]).await;
+    let others = world.subject(&[]).await;
+    let admin = world.token(Role::Admin, "admin");
+    let head = world.head().await;
+
+    let (status, position, page) = world
+        .get(&format!("/api/subjects/list/?min_position={head}"), &admin)
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert!(position.is_some_and(|p| p >= head));
+    assert_eq!(ids(&page), [others.0.to_string(), theirs.0.to_string()]);
+    let (_, _, view) = world
+        .get(&format!("/api/subjects/{}", theirs.0), &admin)
+        .await;
+    assert_eq!(view["custodian_ids"], serde_json::json!([carla.0]));
+    assert_eq!(
+        (view["name"].as_str(), view["active"].as_bool()),
+        (Some("Ana"), Some(true))
+    );
+
+    let custodian = world.token(Role::Custodian, &carla.to_string());
+    let (_, _, page) = world.get("/api/subjects", &custodian).await;
+    assert_eq!(ids(&page), [theirs.0.to_string()]);
+    let (status, _, _) = world
+        .get(&format!("/api/subjects/{}", others.0), &custodian)
+        .await;
+    assert_eq!(status, 404);
+    let (_, _, page) = world.get("/api/subjects?limit=1", &admin).await;
+    let cursor = page["next_cursor"].as_str().expect("a second page");
+    let (_, _, page) = world
+        .get(&format!("/api/subjects?limit=1&cursor={cursor}"), &admin)
+        .await;
+    assert_eq!(ids(&page), [theirs.0.to_string()]);
+    assert!(page["next_cursor"].is_null());
+    let (status, _, _) = world.get("/api/subjects?active=maybe", &admin).await;
+    assert_eq!(status, 422);
+}
+
+#[sqlx::test(migrator = "keryu_infra::postgres::MIGRATOR")]
+async fn stats_count_notifications_by_status(pool: PgPool) {
+    let world = World::start(pool, true).await;
+    let subject = world.subject(&[]).await;
+    for _ in 0..3 {
+        world.notification(subject).await;
+    }
+    let auditor = world.token(Role::Auditor, "auditor-1");
+    let head = world.head().await;
+    let (status, position, stats) = world
+        .get(&format!("/api/stats?min_position={head}"), &auditor)
+        .await;
+    assert_eq!(status, 200, "{stats}");
+    assert!(position.is_some_and(|p| p >= head));
+    assert_eq!(
+        stats["notifications_by_status"],
+        serde_json::json!({ "queued": 3 })
+    );
+    assert_eq!(stats["notifications_total"], 3);
+    let custodian = world.token(Role::Custodian, &Uuid::now_v7().to_string());
+    let (status, _, _) = world.get("/api/stats", &custodian).await;
+    assert_eq!(status, 403);
+}
