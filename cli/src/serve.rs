@@ -5,6 +5,7 @@ use anyhow::Context;
 use keryu_command_api::{AppState, Settings, auth, idempotency, router};
 use keryu_infra::config::Config;
 use keryu_infra::postgres::PgEventStore;
+use keryu_projections::directory::DirectoryProjection;
 use keryu_projections::notifications::NotificationsProjection;
 use keryu_projections::projector::Projector;
 use keryu_projections::queries::QueryState;
@@ -45,6 +46,7 @@ pub async fn run(config: &Config, roles: Roles) -> anyhow::Result<()> {
     // The read models' schemas exist before anything queries them, whichever roles run here.
     let notifications = Projector::new(store.clone(), NotificationsProjection);
     let subjects = Projector::new(store.clone(), SubjectsProjection);
+    let directory = Projector::new(store.clone(), DirectoryProjection);
     notifications
         .prepare()
         .await
@@ -53,6 +55,10 @@ pub async fn run(config: &Config, roles: Roles) -> anyhow::Result<()> {
         .prepare()
         .await
         .context("could not prepare the subjects read model")?;
+    directory
+        .prepare()
+        .await
+        .context("could not prepare the directory read model")?;
 
     let mut projectors = Vec::new();
     if roles.projector {
@@ -60,6 +66,8 @@ pub async fn run(config: &Config, roles: Roles) -> anyhow::Result<()> {
         projectors.push(tokio::spawn(async move { notifications.run(stop).await }));
         let stop = until_stopped();
         projectors.push(tokio::spawn(async move { subjects.run(stop).await }));
+        let stop = until_stopped();
+        projectors.push(tokio::spawn(async move { directory.run(stop).await }));
     }
     if roles.command_api {
         serve_http(config, store, until_stopped()).await?;
