@@ -127,14 +127,6 @@ pub struct NotificationView {
     cancelled_at: Option<DateTime<Utc>>,
 }
 
-/// A page of notifications, newest first.
-#[derive(Debug, Serialize)]
-pub struct NotificationPage {
-    items: Vec<NotificationView>,
-    /// Pass as `cursor` for the next page; `null` on the last page.
-    next_cursor: Option<String>,
-}
-
 /// Only custodians are scoped: to the subjects assigned to them (a subject that is not a
 /// custodian id sees nothing).
 fn custodian_scope(caller: &Caller) -> Option<Uuid> {
@@ -145,6 +137,34 @@ fn custodian_scope(caller: &Caller) -> Option<Uuid> {
 /// `<created_at in microseconds>_<id>`: the keyset of the last row of a page.
 fn cursor_of(created_at: DateTime<Utc>, id: Uuid) -> String {
     format!("{}_{id}", created_at.timestamp_micros())
+}
+
+/// A page of any list, newest first.
+#[derive(Debug, Serialize)]
+pub struct Page<T> {
+    items: Vec<T>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    next_cursor: Option<String>,
+}
+
+/// Cuts the `limit + 1` rows a list query fetched into a page, and the cursor of the next page
+/// when there is one (the extra row says so).
+fn into_page<T>(
+    mut items: Vec<T>,
+    limit: u32,
+    key: impl Fn(&T) -> (DateTime<Utc>, Uuid),
+) -> Page<T> {
+    let more = items.len() > limit as usize;
+    items.truncate(limit as usize);
+    let next_cursor = more
+        .then(|| {
+            items.last().map(|row| {
+                let (created_at, id) = key(row);
+                cursor_of(created_at, id)
+            })
+        })
+        .flatten();
+    Page { items, next_cursor }
 }
 
 fn page_limit(limit: Option<u32>) -> Result<u32, Problem> {
@@ -232,7 +252,7 @@ async fn list_notifications(
     }
     let after = query.cursor.as_deref().map(decode_cursor).transpose()?;
     let position = freshness(&state.pool, query.min_position).await?;
-    let mut items: Vec<NotificationView> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let items: Vec<NotificationView> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {NOTIFICATION_COLUMNS} FROM projection_notifications.notifications \
          WHERE ($1::text IS NULL OR status = $1) \
            AND ($2::uuid IS NULL OR subject_id = $2) \
@@ -257,15 +277,8 @@ async fn list_notifications(
     .fetch_all(&state.pool)
     .await
     .map_err(unavailable)?;
-    let more = items.len() > limit as usize;
-    items.truncate(limit as usize);
-    let next_cursor = more
-        .then(|| items.last().map(|row| cursor_of(row.created_at, row.id)))
-        .flatten();
-    Ok(with_position(
-        NotificationPage { items, next_cursor },
-        position,
-    ))
+    let page = into_page(items, limit, |row| (row.created_at, row.id));
+    Ok(with_position(page, position))
 }
 
 async fn notification_status(
@@ -317,14 +330,6 @@ pub struct ListSubjects {
     min_position: Option<u64>,
 }
 
-/// A page of subjects, newest first.
-#[derive(Debug, Serialize)]
-pub struct SubjectPage {
-    items: Vec<SubjectView>,
-    /// Pass as `cursor` for the next page; `null` on the last page.
-    next_cursor: Option<String>,
-}
-
 /// Notification counts by status, for dashboards.
 #[derive(Debug, Serialize)]
 pub struct Stats {
@@ -338,11 +343,6 @@ const SUBJECT_SELECT: &str = "SELECT s.id, s.name, s.phone, s.preferences, s.act
      FROM projection_subjects.subjects s \
      LEFT JOIN projection_subjects.subject_custodians c ON c.subject_id = s.id";
 
-/// Custodians see their subjects only; the subjects read model's freshness is its own.
-async fn subjects_freshness(pool: &PgPool, min_position: Option<u64>) -> Result<u64, Problem> {
-    wait_for(pool, "projection_subjects", min_position).await
-}
-
 async fn list_subjects(
     State(state): State<QueryState>,
     caller: Caller,
@@ -350,8 +350,8 @@ async fn list_subjects(
 ) -> Result<Response, Problem> {
     let limit = page_limit(query.limit)?;
     let after = query.cursor.as_deref().map(decode_cursor).transpose()?;
-    let position = subjects_freshness(&state.pool, query.min_position).await?;
-    let mut items: Vec<SubjectView> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let position = wait_for(&state.pool, "projection_subjects", query.min_position).await?;
+    let items: Vec<SubjectView> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "{SUBJECT_SELECT} \
          WHERE ($1::boolean IS NULL OR s.active = $1) \
            AND ($2::timestamptz IS NULL OR (s.created_at, s.id) < ($2, $3)) \
@@ -368,12 +368,8 @@ async fn list_subjects(
     .fetch_all(&state.pool)
     .await
     .map_err(unavailable)?;
-    let more = items.len() > limit as usize;
-    items.truncate(limit as usize);
-    let next_cursor = more
-        .then(|| items.last().map(|row| cursor_of(row.created_at, row.id)))
-        .flatten();
-    Ok(with_position(SubjectPage { items, next_cursor }, position))
+    let page = into_page(items, limit, |row| (row.created_at, row.id));
+    Ok(with_position(page, position))
 }
 
 async fn subject(
@@ -382,7 +378,12 @@ async fn subject(
     IdPath(id): IdPath,
     QueryParams(freshness_wanted): QueryParams<Freshness>,
 ) -> Result<Response, Problem> {
-    let position = subjects_freshness(&state.pool, freshness_wanted.min_position).await?;
+    let position = wait_for(
+        &state.pool,
+        "projection_subjects",
+        freshness_wanted.min_position,
+    )
+    .await?;
     let view: Option<SubjectView> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "{SUBJECT_SELECT} WHERE s.id = $1 AND ($2::uuid IS NULL OR s.id IN ( \
                 SELECT subject_id FROM projection_subjects.subject_custodians \
@@ -469,14 +470,6 @@ pub struct Paging {
     min_position: Option<u64>,
 }
 
-/// A page of any list, newest first.
-#[derive(Debug, Serialize)]
-pub struct Page<T> {
-    items: Vec<T>,
-    /// Pass as `cursor` for the next page; `null` on the last page.
-    next_cursor: Option<String>,
-}
-
 const TEMPLATE_COLUMNS: &str = "id, name, version, status, content, variables, language, \
      content_sid, approved_version, rejection_reason, created_at, updated_at";
 const CUSTODIAN_COLUMNS: &str = "id, email, name, role, active, created_at, updated_at";
@@ -495,7 +488,7 @@ where
 {
     let limit = page_limit(paging.limit)?;
     let after = paging.cursor.as_deref().map(decode_cursor).transpose()?;
-    let mut items: Vec<T> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let items: Vec<T> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {columns} FROM projection_directory.{table} \
          WHERE ($1::timestamptz IS NULL OR (created_at, id) < ($1, $2)) \
          ORDER BY created_at DESC, id DESC LIMIT $3"
@@ -506,17 +499,7 @@ where
     .fetch_all(pool)
     .await
     .map_err(unavailable)?;
-    let more = items.len() > limit as usize;
-    items.truncate(limit as usize);
-    let next_cursor = more
-        .then(|| {
-            items.last().map(|row| {
-                let (at, id) = key(row);
-                cursor_of(at, id)
-            })
-        })
-        .flatten();
-    Ok(Page { items, next_cursor })
+    Ok(into_page(items, limit, key))
 }
 
 async fn list_templates(
