@@ -7,7 +7,7 @@ use chrono::Utc;
 use clap::Subcommand;
 use keryu_command_api::{custodian_id_for_email, hash_password};
 use keryu_domain::custodian::{Custodian, CustodianCommand};
-use keryu_domain::{Email, Role};
+use keryu_domain::{Email, PhoneNumber, Role};
 use keryu_infra::config::Config;
 use keryu_infra::event_store::{Actor, EventMetadata, StreamName};
 use keryu_infra::postgres::PgEventStore;
@@ -31,12 +31,20 @@ pub enum CustodianAction {
         /// Role: admin, custodian, integrator or auditor.
         #[arg(long)]
         role: Role,
+        /// WhatsApp number (E.164) where alarms about the custodian's subjects reach them.
+        #[arg(long)]
+        phone: Option<PhoneNumber>,
     },
 }
 
 /// Creates the custodian and prints its id.
 pub async fn run(config: &Config, action: CustodianAction) -> anyhow::Result<()> {
-    let CustodianAction::Create { email, name, role } = action;
+    let CustodianAction::Create {
+        email,
+        name,
+        role,
+        phone,
+    } = action;
     let mut password = String::new();
     std::io::stdin()
         .read_to_string(&mut password)
@@ -65,6 +73,7 @@ pub async fn run(config: &Config, action: CustodianAction) -> anyhow::Result<()>
         name,
         role,
         password_hash,
+        phone,
         at: Utc::now(),
     };
     repository::execute::<Custodian>(&store, &stream, create, &metadata, 1)

@@ -20,5 +20,5 @@ mod state;
 
 pub use credentials::hash_password;
 pub use response::KERYU_POSITION;
-pub use routes::{custodian_id_for_email, router, template_id_for_name};
+pub use routes::{custodian_id_for_email, router};
 pub use state::{AppState, Settings};

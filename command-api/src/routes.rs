@@ -25,7 +25,6 @@ use crate::problem::{Problem, ProblemDocument, ProblemKind};
 use crate::state::AppState;
 
 pub use custodians::custodian_id_for_email;
-pub use templates::template_id_for_name;
 
 /// The REST routes, each documented by its handler's `#[utoipa::path]`, and the OpenAPI document
 /// they make up. The seed's alias paths are added by [`router`] and described in the summaries.

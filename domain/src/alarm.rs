@@ -26,6 +26,28 @@ pub enum Situation {
     Test,
 }
 
+impl Situation {
+    /// The alert type as custodians read it (`{{2}}` of the `notification_alert` template).
+    pub fn label(self) -> &'static str {
+        match self {
+            Situation::Lost => "Missing person",
+            Situation::Injured => "Injury",
+            Situation::Contact => "Contact request",
+            Situation::Test => "Test alert",
+        }
+    }
+
+    /// What a custodian should do (`{{4}}` of the `notification_alert` template).
+    pub fn action_required(self) -> &'static str {
+        match self {
+            Situation::Lost => "Contact the authorities and check the last known location.",
+            Situation::Injured => "Call emergency services or go to the subject now.",
+            Situation::Contact => "Get in touch with the person who found the subject.",
+            Situation::Test => "No action needed: this is a drill.",
+        }
+    }
+}
+
 /// Where the subject was last seen.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

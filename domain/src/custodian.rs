@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::checks::{require_active, require_text};
 use crate::error::Violation;
 use crate::event::event_enum;
-use crate::{Aggregate, CustodianId, DomainError, Email, Role};
+use crate::{Aggregate, CustodianId, DomainError, Email, PhoneNumber, Role};
 
 /// A password hash in PHC string form (argon2id), computed by an adapter: the domain never sees
 /// a password. `Debug` prints a mask, so the hash never reaches a log through the state or an
@@ -66,6 +66,9 @@ pub struct Custodian {
     pub role: Option<Role>,
     /// For password logins.
     pub password_hash: Option<PasswordHash>,
+    /// Where alarms about the custodian's subjects reach them (WhatsApp); without one the
+    /// custodian sees alarms in the API only.
+    pub phone: Option<PhoneNumber>,
     /// Deactivated custodians cannot log in.
     pub active: bool,
 }
@@ -85,6 +88,8 @@ pub enum CustodianCommand {
         role: Role,
         /// Hash of the initial password.
         password_hash: PasswordHash,
+        /// Where alarms reach the custodian, if anywhere.
+        phone: Option<PhoneNumber>,
         /// When.
         at: DateTime<Utc>,
     },
@@ -123,6 +128,9 @@ pub struct CustodianCreated {
     pub role: Role,
     /// Password hash.
     pub password_hash: PasswordHash,
+    /// Where alarms reach the custodian (absent in events written before custodians had one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<PhoneNumber>,
     /// When.
     pub at: DateTime<Utc>,
 }
@@ -187,6 +195,7 @@ impl Aggregate for Custodian {
                 name,
                 role,
                 password_hash,
+                phone,
                 at,
             } => {
                 if self.id.is_some() {
@@ -202,6 +211,7 @@ impl Aggregate for Custodian {
                     name,
                     role,
                     password_hash,
+                    phone,
                     at,
                 })
             }
@@ -240,6 +250,7 @@ impl Aggregate for Custodian {
                 self.name.clone_from(&created.name);
                 self.role = Some(created.role);
                 self.password_hash = Some(created.password_hash.clone());
+                self.phone.clone_from(&created.phone);
                 self.active = true;
             }
             CustodianEvent::CustodianRoleChanged(changed) => self.role = Some(changed.role),

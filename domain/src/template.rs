@@ -9,15 +9,22 @@
 mod content;
 mod render;
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 pub use content::TemplateContent;
 pub use render::{MAX_BODY_CHARS, MAX_WHATSAPP_TEMPLATE_CHARS, RenderError, placeholders, render};
 
 use crate::checks::require_text;
 use crate::event::event_enum;
+use crate::notification::NotificationContent;
 use crate::{Aggregate, DomainError, TemplateId};
+
+/// Namespace of name-derived template ids (UUID v5).
+const TEMPLATE_NAMESPACE: Uuid = Uuid::from_u128(0x6b65_7279_7500_4000_8000_7465_6d70_6c74);
 
 /// Where a template version is in its review.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -183,6 +190,43 @@ event_enum! {
 }
 
 impl MessageTemplate {
+    /// The id of the template called `name` (case and surrounding space ignored).
+    ///
+    /// Deriving the id from the name makes the name unique for free — creating a second
+    /// template of the same name is creating the same stream twice, which the store refuses —
+    /// and lets a notification (or the alarm fan-out) name its template without a lookup table.
+    pub fn id_for_name(name: &str) -> TemplateId {
+        TemplateId(Uuid::new_v5(
+            &TEMPLATE_NAMESPACE,
+            name.trim().to_lowercase().as_bytes(),
+        ))
+    }
+
+    /// What a notification using the approved version with `variables` says: the rendered
+    /// text, and the Content sid and variables when Twilio renders it as a WhatsApp template.
+    ///
+    /// # Errors
+    /// [`DomainError::NotFound`] when no version is approved; [`DomainError::Render`] when
+    /// `variables` do not fill the placeholders.
+    pub fn notification_content(
+        &self,
+        variables: BTreeMap<String, String>,
+    ) -> Result<NotificationContent, DomainError> {
+        let (Some(template_id), Some(approved)) = (self.id, &self.approved) else {
+            return Err(DomainError::NotFound {
+                aggregate: Self::CATEGORY,
+            });
+        };
+        let rendered_body = render(&approved.content.content, &variables)?;
+        Ok(NotificationContent::Template {
+            template_id,
+            template_version: approved.version,
+            content_sid: approved.content.content_sid.clone(),
+            variables,
+            rendered_body,
+        })
+    }
+
     fn refuse(&self, command: &'static str) -> DomainError {
         DomainError::InvalidTransition {
             aggregate: Self::CATEGORY,

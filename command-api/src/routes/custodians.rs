@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::Utc;
 use keryu_domain::custodian::{Custodian, CustodianCommand};
-use keryu_domain::{CustodianId, Email, Role};
+use keryu_domain::{CustodianId, Email, PhoneNumber, Role};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -43,6 +43,9 @@ pub struct CreateCustodian {
     name: String,
     role: Role,
     password: String,
+    /// WhatsApp number (E.164) where alarms about the custodian's subjects reach them.
+    #[serde(default)]
+    phone: Option<PhoneNumber>,
 }
 
 /// `PUT /api/custodians/{id}/role`.
@@ -124,6 +127,7 @@ pub async fn create(
         name: request.name,
         role: request.role,
         password_hash: hash_password(request.password).await?,
+        phone: request.phone,
         at: Utc::now(),
     };
     run(&state, &caller, &context, id, command, StatusCode::CREATED).await

@@ -7,13 +7,12 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use keryu_domain::notification::{Notification, NotificationCommand, NotificationContent};
 use keryu_domain::subject::Subject;
-use keryu_domain::template::{MessageTemplate, render};
-use keryu_domain::{NotificationId, PhoneNumber, RetryPolicy, SubjectId, TemplateId};
+use keryu_domain::template::MessageTemplate;
+use keryu_domain::{DomainError, NotificationId, PhoneNumber, RetryPolicy, SubjectId, TemplateId};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::templates::template_id_for_name;
 use crate::aggregates::{execute, load};
 use crate::auth::Caller;
 use crate::context::RequestContext;
@@ -154,22 +153,16 @@ async fn template_content(
 ) -> Result<NotificationContent, Problem> {
     let template_id = match (template.id, template.name) {
         (Some(id), None) => TemplateId(id),
-        (None, Some(name)) => template_id_for_name(&name),
+        (None, Some(name)) => MessageTemplate::id_for_name(&name),
         _ => return Err(validation("template: give either an id or a name")),
     };
     let template = load::<MessageTemplate>(state, template_id).await?.state;
-    let Some(approved) = template.approved else {
-        return Err(validation("template: no such approved template"));
-    };
-    let rendered_body = render(&approved.content.content, &variables)
-        .map_err(|error| validation(format!("variables: {error}")))?;
-    Ok(NotificationContent::Template {
-        template_id,
-        template_version: approved.version,
-        content_sid: approved.content.content_sid,
-        variables,
-        rendered_body,
-    })
+    template
+        .notification_content(variables)
+        .map_err(|error| match error {
+            DomainError::NotFound { .. } => validation("template: no such approved template"),
+            other => validation(format!("variables: {other}")),
+        })
 }
 
 /// Loads a notification the caller may act on (custodians: of their subjects only).

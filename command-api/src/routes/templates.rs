@@ -9,7 +9,6 @@ use keryu_domain::TemplateId;
 use keryu_domain::template::{MessageTemplate, TemplateCommand, TemplateContent, TemplateStatus};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-use uuid::Uuid;
 
 use crate::aggregates::execute;
 use crate::auth::Caller;
@@ -19,21 +18,6 @@ use crate::problem::{Problem, ProblemDocument};
 use crate::rbac::{Action, authorize};
 use crate::response::Accepted;
 use crate::state::AppState;
-
-/// Namespace of name-derived template ids (UUID v5).
-const TEMPLATE_NAMESPACE: Uuid = Uuid::from_u128(0x6b65_7279_7500_4000_8000_7465_6d70_6c74);
-
-/// The id of the template called `name` (case and surrounding space ignored).
-///
-/// Deriving the id from the name makes the name unique for free — creating a second template
-/// of the same name is creating the same stream twice, which the store refuses — and lets a
-/// notification name its template without a lookup table.
-pub fn template_id_for_name(name: &str) -> TemplateId {
-    TemplateId(Uuid::new_v5(
-        &TEMPLATE_NAMESPACE,
-        name.trim().to_lowercase().as_bytes(),
-    ))
-}
 
 /// `POST /api/templates`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -132,7 +116,7 @@ pub async fn create(
     JsonBody(request): JsonBody<CreateTemplate>,
 ) -> Result<Accepted<TemplateAccepted>, Problem> {
     authorize(&caller, Action::EditTemplate)?;
-    let id = template_id_for_name(&request.name);
+    let id = MessageTemplate::id_for_name(&request.name);
     let command = TemplateCommand::Create {
         id,
         name: request.name.trim().to_owned(),

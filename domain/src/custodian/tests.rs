@@ -23,6 +23,7 @@ fn create(role: Role) -> CustodianCommand {
         name: "Ana".to_owned(),
         role,
         password_hash: hash(),
+        phone: Some("+15551230001".parse().expect("valid phone")),
         at: at(),
     }
 }
@@ -34,6 +35,7 @@ fn created() -> CustodianEvent {
         name: "Ana".to_owned(),
         role: Role::Custodian,
         password_hash: hash(),
+        phone: Some("+15551230001".parse().expect("valid phone")),
         at: at(),
     })
 }
@@ -143,6 +145,7 @@ fn only_phc_strings_are_stored_as_password_hashes() {
             name: "Ana".to_owned(),
             role: Role::Admin,
             password_hash: PasswordHash("hunter2".to_owned()),
+            phone: None,
             at: at(),
         })
         .then_error(not_a_hash);
