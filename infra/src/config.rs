@@ -12,10 +12,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
 
+use keryu_domain::notification::OutcomeUnknownPolicy;
+
 pub use secret::Secret;
 
 /// Everything a Keryu process needs to know about its surroundings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// The PostgreSQL database holding the event log and the read models.
     pub database: DatabaseConfig,
@@ -25,6 +27,12 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Defaults applied to commands that do not say otherwise.
     pub commands: CommandDefaults,
+    /// NATS JetStream, where the log is relayed for the dispatchers.
+    pub nats: NatsConfig,
+    /// Twilio's Messages API and its status callbacks.
+    pub twilio: TwilioConfig,
+    /// How dispatchers send.
+    pub dispatcher: DispatcherConfig,
 }
 
 /// Where the event store lives and how many connections a process may hold to it.
@@ -84,10 +92,68 @@ pub struct CommandDefaults {
     pub max_attempts: u32,
 }
 
+/// Where the relay publishes the log and the dispatchers consume it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatsConfig {
+    /// `NATS_URL`: the server (credentials in the URL are masked).
+    pub url: Secret,
+    /// `KERYU_NATS_STREAM`: the JetStream stream holding the relayed events.
+    pub stream: String,
+    /// `KERYU_NATS_SUBJECT_PREFIX`: events are published on `<prefix>.<category>.<event type>`.
+    pub subject_prefix: String,
+    /// `KERYU_NATS_MAX_AGE_SECONDS`: how long the stream keeps an event (the log itself keeps
+    /// it for ever; the stream is only a delivery channel).
+    pub max_age_seconds: u64,
+    /// `KERYU_NATS_DUPLICATE_WINDOW_SECONDS`: how long JetStream remembers a `Nats-Msg-Id`, i.e.
+    /// how late a republish after a crash is still recognised as a duplicate.
+    pub duplicate_window_seconds: u64,
+    /// `KERYU_NATS_DISPATCHER_CONSUMER`: the durable consumer all dispatchers share.
+    pub dispatcher_consumer: String,
+}
+
+/// Twilio's Messages API: the real one when an account is configured, else the simulator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TwilioConfig {
+    /// `TWILIO_ACCOUNT_SID`; without it `keryu serve` runs the simulator in-process.
+    pub account_sid: Option<String>,
+    /// `TWILIO_AUTH_TOKEN`: Basic-auth password and the key of callback signatures.
+    pub auth_token: Secret,
+    /// `TWILIO_PHONE_NUMBER`: the WhatsApp sender, E.164 (default: Twilio's sandbox sender).
+    pub sender: String,
+    /// `TWILIO_API_BASE`: scheme and host of the API.
+    pub api_base: String,
+    /// `PUBLIC_BASE_URL`: how Twilio reaches this deployment; the status callback URL is
+    /// `<PUBLIC_BASE_URL>/webhooks/twilio/status` and signatures are checked against it.
+    pub public_base_url: String,
+    /// `KERYU_TWILIO_TIMEOUT_MS`: the longest a create-message call may take.
+    pub request_timeout_ms: u64,
+}
+
+/// How dispatchers claim and send.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DispatcherConfig {
+    /// `KERYU_DISPATCHER_ID`: names this dispatcher in the events it appends (audit trail).
+    pub id: String,
+    /// `KERYU_DISPATCHER_CONCURRENCY`: sends in flight per process.
+    pub concurrency: usize,
+    /// `KERYU_SENDER_MPS`: messages per second per sender number, shared by every dispatcher
+    /// (0 = unlimited). Twilio's sandbox allows 1; a production WhatsApp sender 80.
+    pub sender_mps: f64,
+    /// `KERYU_SENDER_BURST`: messages a sender may send back to back after being idle.
+    pub sender_burst: u32,
+    /// `KERYU_DISPATCH_LEASE_SECONDS`: how long a claimed attempt may go without an outcome
+    /// before it is declared unknown.
+    pub lease_seconds: u64,
+    /// `KERYU_OUTCOME_UNKNOWN_POLICY`: `retry` (may send twice) or `fail` (may send nothing).
+    pub outcome_unknown_policy: OutcomeUnknownPolicy,
+}
+
 /// The default database: the local PostgreSQL of a developer's machine or CI.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/keryu?sslmode=disable";
 /// The JWT secret used when none is configured: fine on a laptop, fatal in production.
 pub const DEVELOPMENT_JWT_SECRET: &str = "keryu-development-secret-do-not-use-in-production";
+/// Twilio's shared WhatsApp sandbox sender.
+pub const TWILIO_SANDBOX_SENDER: &str = "+14155238886";
 
 /// A configuration key that is present but unusable.
 #[derive(Debug, thiserror::Error)]
@@ -152,18 +218,63 @@ impl Config {
                 reason: format!("{max_attempts} is more than 10"),
             });
         }
+        let http_addr = keys.parse("KERYU_HTTP_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?;
         Ok(Config {
             database: DatabaseConfig {
                 url: Secret::new(keys.text("DATABASE_URL", DEFAULT_DATABASE_URL)),
                 max_connections: keys.positive("KERYU_DATABASE_MAX_CONNECTIONS", 10)?,
             },
             http: HttpConfig {
-                addr: keys.parse("KERYU_HTTP_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
+                addr: http_addr,
                 body_limit: keys.positive("KERYU_HTTP_BODY_LIMIT", 64 * 1024)?,
             },
             auth,
             commands: CommandDefaults { max_attempts },
+            nats: NatsConfig {
+                url: Secret::new(keys.text("NATS_URL", "nats://127.0.0.1:4222")),
+                stream: keys.text("KERYU_NATS_STREAM", "KERYU_EVENTS"),
+                subject_prefix: keys.text("KERYU_NATS_SUBJECT_PREFIX", "keryu.events"),
+                max_age_seconds: keys.positive("KERYU_NATS_MAX_AGE_SECONDS", 7 * 24 * 3600)?,
+                duplicate_window_seconds: keys
+                    .positive("KERYU_NATS_DUPLICATE_WINDOW_SECONDS", 600)?,
+                dispatcher_consumer: keys
+                    .text("KERYU_NATS_DISPATCHER_CONSUMER", "keryu-dispatcher"),
+            },
+            twilio: TwilioConfig {
+                account_sid: keys.optional("TWILIO_ACCOUNT_SID"),
+                auth_token: Secret::new(keys.text("TWILIO_AUTH_TOKEN", "")),
+                sender: keys.text("TWILIO_PHONE_NUMBER", TWILIO_SANDBOX_SENDER),
+                api_base: keys
+                    .text("TWILIO_API_BASE", "https://api.twilio.com")
+                    .trim_end_matches('/')
+                    .to_owned(),
+                public_base_url: keys
+                    .text("PUBLIC_BASE_URL", &format!("http://{http_addr}"))
+                    .trim_end_matches('/')
+                    .to_owned(),
+                request_timeout_ms: keys.positive("KERYU_TWILIO_TIMEOUT_MS", 10_000)?,
+            },
+            dispatcher: DispatcherConfig {
+                id: keys.text(
+                    "KERYU_DISPATCHER_ID",
+                    &format!("dispatcher-{}", std::process::id()),
+                ),
+                concurrency: keys.positive("KERYU_DISPATCHER_CONCURRENCY", 32)?,
+                sender_mps: keys.non_negative("KERYU_SENDER_MPS", 1.0)?,
+                sender_burst: keys.positive("KERYU_SENDER_BURST", 1)?,
+                lease_seconds: keys.positive("KERYU_DISPATCH_LEASE_SECONDS", 60)?,
+                outcome_unknown_policy: keys.parse_with(
+                    "KERYU_OUTCOME_UNKNOWN_POLICY",
+                    OutcomeUnknownPolicy::Retry,
+                    parse_outcome_unknown_policy,
+                )?,
+            },
         })
+    }
+
+    /// The URL Twilio posts status callbacks to, and the one their signatures cover.
+    pub fn status_callback_url(&self) -> String {
+        format!("{}/webhooks/twilio/status", self.twilio.public_base_url)
     }
 
     /// Settings that work but should not reach production, each as a sentence for the log.
@@ -178,6 +289,14 @@ impl Config {
             );
         }
         warnings
+    }
+}
+
+fn parse_outcome_unknown_policy(raw: &str) -> Result<OutcomeUnknownPolicy, String> {
+    match raw {
+        "retry" => Ok(OutcomeUnknownPolicy::Retry),
+        "fail" => Ok(OutcomeUnknownPolicy::Fail),
+        other => Err(format!("{other:?} is not one of retry, fail")),
     }
 }
 
@@ -220,6 +339,30 @@ impl<F: Fn(&str) -> Option<String>> Keys<'_, F> {
         }
     }
 
+    fn parse_with<T>(
+        &self,
+        key: &'static str,
+        default: T,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<T, ConfigError> {
+        match self.optional(key) {
+            None => Ok(default),
+            Some(raw) => parse(raw.trim()).map_err(|reason| ConfigError { key, reason }),
+        }
+    }
+
+    fn non_negative(&self, key: &'static str, default: f64) -> Result<f64, ConfigError> {
+        let value: f64 = self.parse(key, default)?;
+        if value.is_finite() && value >= 0.0 {
+            Ok(value)
+        } else {
+            Err(ConfigError {
+                key,
+                reason: "must be zero or a positive number".to_owned(),
+            })
+        }
+    }
+
     fn positive<T>(&self, key: &'static str, default: T) -> Result<T, ConfigError>
     where
         T: FromStr + PartialOrd + Default + Copy,
@@ -259,6 +402,30 @@ mod tests {
         assert_eq!(config.auth.algorithm, JwtAlgorithm::Hs256);
         assert_eq!(config.commands.max_attempts, 3);
         assert_eq!(config.warnings().len(), 1);
+        assert_eq!(config.twilio.account_sid, None);
+        assert_eq!(
+            config.status_callback_url(),
+            "http://127.0.0.1:8080/webhooks/twilio/status"
+        );
+        assert_eq!(config.dispatcher.sender_mps, 1.0);
+    }
+
+    #[test]
+    fn the_public_url_names_the_callback() {
+        let config = config(&[
+            ("PUBLIC_BASE_URL", "https://keryu.example/"),
+            ("TWILIO_ACCOUNT_SID", "AC00000000000000000000000000000000"),
+            ("KERYU_OUTCOME_UNKNOWN_POLICY", "fail"),
+        ])
+        .expect("valid values");
+        assert_eq!(
+            config.status_callback_url(),
+            "https://keryu.example/webhooks/twilio/status"
+        );
+        assert_eq!(
+            config.dispatcher.outcome_unknown_policy,
+            OutcomeUnknownPolicy::Fail
+        );
     }
 
     #[test]
@@ -286,6 +453,9 @@ mod tests {
             ("KERYU_HTTP_ADDR", "localhost"),
             ("KERYU_JWT_ALGORITHM", "none"),
             ("KERYU_DEFAULT_MAX_ATTEMPTS", "11"),
+            ("KERYU_SENDER_MPS", "-1"),
+            ("KERYU_OUTCOME_UNKNOWN_POLICY", "maybe"),
+            ("KERYU_DISPATCHER_CONCURRENCY", "0"),
         ] {
             let error = config(&[(key, value)]).expect_err(value);
             assert_eq!(error.key, key);
@@ -303,10 +473,14 @@ mod tests {
         let config = config(&[
             ("KERYU_JWT_SECRET", "hunter2-hunter2"),
             ("DATABASE_URL", "postgres://keryu:pa55word@db/keryu"),
+            ("TWILIO_AUTH_TOKEN", "twilio-t0ken"),
+            ("NATS_URL", "nats://user:natspa55@nats:4222"),
         ])
         .expect("valid");
         let printed = format!("{config:?}");
         assert!(!printed.contains("hunter2"), "{printed}");
         assert!(!printed.contains("pa55word"), "{printed}");
+        assert!(!printed.contains("twilio-t0ken"), "{printed}");
+        assert!(!printed.contains("natspa55"), "{printed}");
     }
 }

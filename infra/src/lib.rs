@@ -7,5 +7,6 @@
 pub mod config;
 pub mod event_store;
 pub mod http;
+pub mod nats;
 pub mod postgres;
 pub mod repository;

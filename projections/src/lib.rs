@@ -7,10 +7,15 @@
 //! (`projection_<name>`): its tables and its checkpoint move together, which is what lets a
 //! rebuild fill a shadow schema and swap it in.
 
+pub mod alarm_fanout;
+mod backoff;
 pub mod directory;
 pub mod notifications;
 pub mod projection;
 pub mod projector;
 pub mod queries;
+pub mod reaction;
 pub mod rebuild;
+pub mod relay;
 pub mod subjects;
+pub mod timers;

@@ -1,16 +1,12 @@
 //! Runs one projection: catch up from its checkpoint, then follow the log live, one
 //! transaction per batch.
 
-use std::time::Duration;
-
 use keryu_infra::event_store::{EventStore, Position, RecordedEvent};
 use keryu_infra::postgres::PgEventStore;
 use sqlx::{AssertSqlSafe, PgConnection};
 
+use crate::backoff::pause_after_failure;
 use crate::projection::{Applied, Projection};
-
-/// Longest pause between attempts while the database fails.
-const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
 
 /// What one batch did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -194,7 +190,9 @@ impl<P: Projection> Projector<P> {
                 Ok(position) => position,
                 Err(error) => {
                     failures += 1;
-                    if self.pause(&error, failures, &mut shutdown).await {
+                    if pause_after_failure(self.projection.name(), &error, failures, &mut shutdown)
+                        .await
+                    {
                         return;
                     }
                     continue;
@@ -211,7 +209,14 @@ impl<P: Projection> Projector<P> {
                     Ok(_) => failures = 0,
                     Err(error) => {
                         failures += 1;
-                        if self.pause(&error, failures, &mut shutdown).await {
+                        if pause_after_failure(
+                            self.projection.name(),
+                            &error,
+                            failures,
+                            &mut shutdown,
+                        )
+                        .await
+                        {
                             return;
                         }
                         // Resume from the stored checkpoint: the failed batch is read again.
@@ -219,21 +224,6 @@ impl<P: Projection> Projector<P> {
                     }
                 }
             }
-        }
-    }
-
-    /// Logs `error` and waits before the next attempt; `true` when shutting down meanwhile.
-    async fn pause(
-        &self,
-        error: &sqlx::Error,
-        failures: u32,
-        shutdown: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
-    ) -> bool {
-        let delay = (Duration::from_millis(100) * 2u32.pow(failures.min(6))).min(MAX_RETRY_DELAY);
-        tracing::warn!(projection = self.projection.name(), %error, ?delay, "projection batch failed; retrying");
-        tokio::select! {
-            () = shutdown.as_mut() => true,
-            () = tokio::time::sleep(delay) => false,
         }
     }
 }

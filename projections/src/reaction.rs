@@ -1,0 +1,129 @@
+//! Process managers and the outbox relay: followers of the log whose effects live outside the
+//! read models (NATS messages, commands on other streams).
+//!
+//! Such an effect cannot share a transaction with the checkpoint, so the order is fixed: effect
+//! first, checkpoint after. A crash in between hands the same batch over again, and every
+//! [`Reaction`] must therefore be idempotent — the relay through JetStream's `Nats-Msg-Id`
+//! duplicate window, the fan-out through deterministic ids. Checkpoints live in
+//! `process_checkpoints`, one row per reaction.
+
+use std::error::Error;
+use std::future::Future;
+
+use keryu_infra::event_store::{EventStore, Position, RecordedEvent};
+use keryu_infra::postgres::PgEventStore;
+
+use crate::backoff::pause_after_failure;
+
+/// Why a batch could not be handled; the batch is retried.
+pub type ReactionError = Box<dyn Error + Send + Sync>;
+
+/// Reacts to batches of the log with idempotent effects.
+pub trait Reaction: Send + Sync + 'static {
+    /// Names the checkpoint row; never renamed, or the reaction starts from the beginning.
+    fn name(&self) -> &'static str;
+
+    /// Handles `events` (in position order). Called again with the same events after a
+    /// failure or a crash, so it must not repeat an effect the receiver cannot recognise.
+    ///
+    /// # Errors
+    /// Any failure; the runner pauses and hands the batch over again.
+    fn react(
+        &self,
+        events: &[RecordedEvent],
+    ) -> impl Future<Output = Result<(), ReactionError>> + Send;
+}
+
+/// Feeds the log to a [`Reaction`] from its checkpoint.
+pub struct Reactor<R> {
+    store: PgEventStore,
+    reaction: R,
+}
+
+impl<R: Reaction> Reactor<R> {
+    /// A runner of `reaction` over `store`'s log.
+    pub fn new(store: PgEventStore, reaction: R) -> Self {
+        Reactor { store, reaction }
+    }
+
+    /// The reaction it runs.
+    pub fn reaction(&self) -> &R {
+        &self.reaction
+    }
+
+    /// The position of the last event the reaction has handled.
+    ///
+    /// # Errors
+    /// When the database fails.
+    pub async fn checkpoint(&self) -> Result<Position, sqlx::Error> {
+        sqlx::query("INSERT INTO process_checkpoints (name) VALUES ($1) ON CONFLICT DO NOTHING")
+            .bind(self.reaction.name())
+            .execute(self.store.pool())
+            .await?;
+        let position: i64 =
+            sqlx::query_scalar("SELECT position FROM process_checkpoints WHERE name = $1")
+                .bind(self.reaction.name())
+                .fetch_one(self.store.pool())
+                .await?;
+        Ok(Position(position.unsigned_abs()))
+    }
+
+    /// Records that every event up to `position` is handled. Never moves backwards, so two
+    /// instances racing leave the furthest position.
+    async fn advance(&self, position: Position) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "UPDATE process_checkpoints SET position = greatest(position, $2), updated_at = now() \
+             WHERE name = $1",
+        )
+        .bind(self.reaction.name())
+        .bind(i64::try_from(position.0).unwrap_or(i64::MAX))
+        .execute(self.store.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Hands the log to the reaction batch by batch, effect then checkpoint, until `shutdown`
+    /// resolves. Failures are logged and retried from the checkpoint with backoff.
+    pub async fn run(&self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let name = self.reaction.name();
+        let mut failures: u32 = 0;
+        'resubscribe: loop {
+            let from = match self.checkpoint().await {
+                Ok(position) => position,
+                Err(error) => {
+                    failures += 1;
+                    if pause_after_failure(name, &error, failures, &mut shutdown).await {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let mut subscription = self.store.subscribe_all(from);
+            loop {
+                let batch = tokio::select! {
+                    () = &mut shutdown => return,
+                    batch = subscription.next_batch() => batch,
+                };
+                let Some(batch) = batch else { return };
+                let Some(last) = batch.last().map(|event| event.position) else {
+                    continue;
+                };
+                let handled = match self.reaction.react(&batch).await {
+                    Ok(()) => self.advance(last).await.map_err(ReactionError::from),
+                    Err(error) => Err(error),
+                };
+                match handled {
+                    Ok(()) => failures = 0,
+                    Err(error) => {
+                        failures += 1;
+                        if pause_after_failure(name, &error, failures, &mut shutdown).await {
+                            return;
+                        }
+                        continue 'resubscribe;
+                    }
+                }
+            }
+        }
+    }
+}
