@@ -17,6 +17,7 @@ mod response;
 mod routes;
 pub mod schemas;
 mod state;
+pub mod webhooks;
 
 pub use credentials::hash_password;
 pub use response::KERYU_POSITION;

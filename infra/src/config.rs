@@ -129,6 +129,21 @@ pub struct TwilioConfig {
     pub request_timeout_ms: u64,
 }
 
+/// The path Twilio posts status callbacks to.
+pub const STATUS_CALLBACK_PATH: &str = "/webhooks/twilio/status";
+
+impl TwilioConfig {
+    /// The URL Twilio calls back about `notification`'s message. The notification id rides in
+    /// the query string, which Twilio's signature covers, so the webhook learns authentically
+    /// which notification a callback is about without a lookup.
+    pub fn status_callback_url(&self, notification: uuid::Uuid) -> String {
+        format!(
+            "{}{STATUS_CALLBACK_PATH}?notification={notification}",
+            self.public_base_url
+        )
+    }
+}
+
 /// How dispatchers claim and send.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DispatcherConfig {
@@ -272,11 +287,6 @@ impl Config {
         })
     }
 
-    /// The URL Twilio posts status callbacks to, and the one their signatures cover.
-    pub fn status_callback_url(&self) -> String {
-        format!("{}/webhooks/twilio/status", self.twilio.public_base_url)
-    }
-
     /// Settings that work but should not reach production, each as a sentence for the log.
     pub fn warnings(&self) -> Vec<&'static str> {
         let mut warnings = Vec::new();
@@ -404,8 +414,9 @@ mod tests {
         assert_eq!(config.warnings().len(), 1);
         assert_eq!(config.twilio.account_sid, None);
         assert_eq!(
-            config.status_callback_url(),
-            "http://127.0.0.1:8080/webhooks/twilio/status"
+            config.twilio.status_callback_url(uuid::Uuid::nil()),
+            "http://127.0.0.1:8080/webhooks/twilio/status\
+             ?notification=00000000-0000-0000-0000-000000000000"
         );
         assert_eq!(config.dispatcher.sender_mps, 1.0);
     }
@@ -418,9 +429,11 @@ mod tests {
             ("KERYU_OUTCOME_UNKNOWN_POLICY", "fail"),
         ])
         .expect("valid values");
-        assert_eq!(
-            config.status_callback_url(),
-            "https://keryu.example/webhooks/twilio/status"
+        assert!(
+            config
+                .twilio
+                .status_callback_url(uuid::Uuid::nil())
+                .starts_with("https://keryu.example/webhooks/twilio/status?notification=")
         );
         assert_eq!(
             config.dispatcher.outcome_unknown_policy,

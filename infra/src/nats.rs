@@ -26,6 +26,8 @@ use crate::event_store::{Position, RecordedEvent, StreamName};
 pub const CLOUDEVENTS_SOURCE: &str = "/keryu";
 /// Header carrying the event's place in the global log.
 pub const POSITION_HEADER: &str = "keryu-position";
+/// Header carrying the correlation id of the request that caused the event.
+pub const CORRELATION_HEADER: &str = "keryu-correlation-id";
 /// Header carrying the event's schema version.
 pub const SCHEMA_VERSION_HEADER: &str = "keryu-schema-version";
 
@@ -112,6 +114,10 @@ pub fn headers_of(event: &RecordedEvent) -> HeaderMap {
         SCHEMA_VERSION_HEADER,
         event.schema_version.to_string().as_str(),
     );
+    headers.insert(
+        CORRELATION_HEADER,
+        event.metadata.correlation_id.to_string().as_str(),
+    );
     if let Some(traceparent) = &event.metadata.traceparent {
         headers.insert("traceparent", traceparent.as_str());
     }
@@ -129,6 +135,8 @@ pub struct RelayedEvent {
     pub stream: StreamName,
     /// Its place in the global log.
     pub position: Position,
+    /// The request it descends from (nil when the header is missing).
+    pub correlation_id: uuid::Uuid,
     /// The trace it belongs to.
     pub traceparent: Option<String>,
 }
@@ -162,6 +170,10 @@ impl RelayedEvent {
                     .parse()
                     .map_err(|_| NotAnEvent(POSITION_HEADER))?,
             ),
+            correlation_id: header(CORRELATION_HEADER)
+                .ok()
+                .and_then(|id| id.parse().ok())
+                .unwrap_or_default(),
             traceparent: header("traceparent").ok(),
         })
     }
@@ -172,7 +184,7 @@ mod tests {
     use chrono::Utc;
 
     use super::*;
-    use crate::event_store::{EventMetadata, StreamVersion};
+    use crate::event_store::EventMetadata;
 
     #[test]
     fn a_relayed_event_reads_back_from_its_headers() {
@@ -181,12 +193,13 @@ mod tests {
             stream: "notification-6f1c1f9e-0c1e-4f6e-9a43-2b0d8b3f3d10"
                 .parse()
                 .expect("valid stream"),
-            version: StreamVersion(1),
+            version: 1,
             event_id: uuid::Uuid::new_v4(),
             event_type: "NotificationQueued".to_owned(),
             schema_version: 1,
             data: serde_json::json!({"attempt": 1}),
             metadata: EventMetadata {
+                correlation_id: uuid::Uuid::new_v4(),
                 traceparent: Some(
                     "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01".to_owned(),
                 ),
@@ -203,6 +216,7 @@ mod tests {
         assert_eq!(read.stream, event.stream);
         assert_eq!(read.position, Position(42));
         assert_eq!(read.traceparent, event.metadata.traceparent);
+        assert_eq!(read.correlation_id, event.metadata.correlation_id);
         assert!(RelayedEvent::from_headers(None).is_err());
     }
 }

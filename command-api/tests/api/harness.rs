@@ -5,8 +5,10 @@ use std::time::Duration;
 use chrono::Duration as TokenLifetime;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use keryu_command_api::auth::{TokenIssuer, TokenVerifier};
+use keryu_command_api::webhooks::StatusWebhook;
 use keryu_command_api::{AppState, Settings, router};
 use keryu_domain::Role;
+use keryu_infra::config::Secret;
 use keryu_infra::event_store::{EventStore, Position, RecordedEvent};
 use keryu_infra::postgres::PgEventStore;
 use reqwest::{Method, StatusCode};
@@ -17,6 +19,8 @@ pub const SECRET: &[u8] = b"test-secret-test-secret-test-secret";
 pub const ISSUER: &str = "keryu";
 pub const AUDIENCE: &str = "keryu-api";
 pub const BODY_LIMIT: usize = 16 * 1024;
+/// The Twilio auth token status callbacks are signed with.
+pub const TWILIO_AUTH_TOKEN: &str = "twilio-test-auth-token";
 
 /// A running API and what a test needs to talk to it.
 pub struct Api {
@@ -103,8 +107,16 @@ impl Api {
             .await
             .expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("address"));
+        let webhook = StatusWebhook::new(
+            store.clone(),
+            Secret::new(TWILIO_AUTH_TOKEN),
+            base.clone(),
+            10,
+        );
         tokio::spawn(async move {
-            axum::serve(listener, router(state)).await.expect("serve");
+            axum::serve(listener, router(state).merge(webhook.router()))
+                .await
+                .expect("serve");
         });
         Api {
             base,

@@ -8,3 +8,4 @@ mod notifications;
 mod rbac;
 mod resources;
 mod schemas;
+mod webhooks;
