@@ -2,7 +2,7 @@
 //!
 //! It speaks the 2010-04-01 Messages API exactly as Twilio publishes it (form-encoded POSTs,
 //! HTTP Basic with the Account SID and Auth Token, JSON answers), so the same client works
-//! against `api.twilio.com` and against a simulator of it. It does one HTTP
+//! against `api.twilio.com` and against the [simulator](crate::simulator). It does one HTTP
 //! call per method and never retries: whether and when to try again is the dispatcher's
 //! decision, made from the [`SendError`] it gets back ([`SendError::kind`],
 //! [`SendError::retry_after`]) and recorded as an event first.
