@@ -2,7 +2,7 @@
 //!
 //! It speaks the 2010-04-01 Messages API exactly as Twilio publishes it (form-encoded POSTs,
 //! HTTP Basic with the Account SID and Auth Token, JSON answers), so the same client works
-//! against `api.twilio.com` and against a simulator of it. It does one HTTP
+//! against `api.twilio.com` and against the [simulator](crate::simulator). It does one HTTP
 //! call per method and never retries: whether and when to try again is the dispatcher's
 //! decision, made from the [`SendError`] it gets back ([`SendError::kind`],
 //! [`SendError::retry_after`]) and recorded as an event first.
@@ -81,7 +81,9 @@ impl TwilioClient {
     /// configuration) cannot be built.
     pub fn new(settings: TwilioSettings) -> Result<Self, TwilioClientError> {
         let api_base = settings.api_base.trim_end_matches('/');
-        if !(api_base.starts_with("https://") || api_base.starts_with("http://")) {
+        let is_http = reqwest::Url::parse(api_base)
+            .is_ok_and(|url| matches!(url.scheme(), "http" | "https") && url.has_host());
+        if !is_http {
             return Err(TwilioClientError::InvalidSettings(format!(
                 "the API base {api_base:?} is not an http(s) URL"
             )));
@@ -156,7 +158,7 @@ impl TwilioClient {
     /// # Errors
     /// As [`TwilioClient::create_message`]; an unknown SID is `Rejected` with code 20404.
     pub async fn fetch_message(&self, sid: &str) -> Result<MessageResource, SendError> {
-        let url = format!("{}/{sid}.json", self.inner.messages_url);
+        let url = format!("{}/{}.json", self.inner.messages_url, path_segment(sid));
         send(self.authenticated(self.inner.http.get(url))).await
     }
 
@@ -166,6 +168,20 @@ impl TwilioClient {
             Some(self.inner.auth_token.expose()),
         )
     }
+}
+
+/// `segment` percent-encoded so that it stays one path segment whatever it contains (a SID
+/// is alphanumeric; anything else must not be able to reach another endpoint).
+fn path_segment(segment: &str) -> String {
+    let mut encoded = String::with_capacity(segment.len());
+    for byte in segment.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            encoded.push(char::from(byte));
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    encoded
 }
 
 /// Sends the request and turns the answer into a resource or a [`SendError`].
@@ -185,5 +201,19 @@ async fn send(request: reqwest::RequestBuilder) -> Result<MessageResource, SendE
             &body,
             retry_after,
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sid_stays_one_path_segment() {
+        assert_eq!(
+            path_segment("SM0123456789abcdef0123456789abcdef"),
+            "SM0123456789abcdef0123456789abcdef"
+        );
+        assert_eq!(path_segment("../Calls?x=1#"), "..%2FCalls%3Fx%3D1%23");
     }
 }
