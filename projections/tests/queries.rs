@@ -427,6 +427,7 @@ async fn templates_and_custodians_are_listed_without_secrets(pool: PgPool) {
         password_hash: PasswordHash(
             "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo".to_owned(),
         ),
+        phone: None,
         at: Utc::now(),
     };
     repository::execute::<Custodian>(&world.store, &stream, create, &metadata, 3)

@@ -1,0 +1,371 @@
+//! The dispatcher: turns a queued notification into one Twilio call, with the claim and the
+//! outcome recorded as events around it.
+//!
+//! For each `NotificationQueued` message of the shared JetStream consumer:
+//! 1. load the notification; anything but Queued (another dispatcher claimed it, it was
+//!    cancelled, a duplicate message…) is acknowledged and skipped;
+//! 2. take a send slot from the sender's rate limiter;
+//! 3. append `DeliveryAttemptStarted` with the version just read — **the append is the claim**:
+//!    of two dispatchers holding the same message, only one append succeeds;
+//! 4. call Twilio (no transaction or lock is held across the call);
+//! 5. append `NotificationSent`, or the failed attempt with its transient/permanent class
+//!    (the domain then schedules a retry with backoff or fails the notification);
+//! 6. acknowledge the message.
+//!
+//! A crash between 4 and 5 leaves a claim without an outcome; the timers' lease turns it into
+//! an explicit outcome-unknown event after the lease. Until then the redelivered message meets
+//! a notification in Processing and is skipped, so a message is never sent twice by the
+//! dispatchers themselves.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind, consumer};
+use chrono::Utc;
+use futures_util::StreamExt;
+use keryu_domain::NotificationId;
+use keryu_domain::notification::{
+    FailureKind, Notification, NotificationCommand, NotificationContent, NotificationStatus,
+};
+use keryu_infra::config::{NatsConfig, TwilioConfig};
+use keryu_infra::event_store::{Actor, EventMetadata, InvalidStreamName, StreamName};
+use keryu_infra::nats::{RelayedEvent, subject_for};
+use keryu_infra::postgres::PgEventStore;
+use keryu_infra::repository::{self, CommandError};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use uuid::Uuid;
+
+use crate::rate_limit::SenderRateLimiter;
+use crate::twilio::{OutgoingContent, OutgoingMessage, SendError, TwilioClient};
+
+/// How a dispatcher sends.
+#[derive(Debug, Clone)]
+pub struct DispatcherSettings {
+    /// Names this dispatcher in the events it appends.
+    pub id: String,
+    /// The WhatsApp sender number (E.164).
+    pub sender: String,
+    /// Messages in flight at once.
+    pub concurrency: usize,
+    /// Where Twilio's status callbacks go (built per notification).
+    pub twilio: TwilioConfig,
+}
+
+/// What became of one queued notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dispatched {
+    /// Twilio accepted it.
+    Sent {
+        /// Twilio's message sid.
+        provider_message_id: String,
+    },
+    /// Twilio refused it or could not be reached; the domain decided what next.
+    AttemptFailed {
+        /// Twilio's error code, if any.
+        code: Option<i64>,
+        /// Whether a retry may help.
+        kind: FailureKind,
+    },
+    /// Nothing to do: not queued any more, or another dispatcher claimed it first.
+    Skipped,
+}
+
+/// Why a notification could not be dispatched now; its message is redelivered later.
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    /// The event store failed or refused.
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    /// The notification's stream name is invalid (a bug).
+    #[error(transparent)]
+    Stream(#[from] InvalidStreamName),
+    /// The rate limiter's database failed.
+    #[error("the rate limiter failed: {0}")]
+    RateLimiter(#[from] sqlx::Error),
+}
+
+/// Sends queued notifications through Twilio.
+#[derive(Clone)]
+pub struct Dispatcher {
+    store: PgEventStore,
+    client: TwilioClient,
+    limiter: SenderRateLimiter,
+    settings: Arc<DispatcherSettings>,
+}
+
+impl Dispatcher {
+    /// A dispatcher over `store`, sending with `client` at the pace `limiter` allows.
+    pub fn new(
+        store: PgEventStore,
+        client: TwilioClient,
+        limiter: SenderRateLimiter,
+        settings: DispatcherSettings,
+    ) -> Self {
+        Dispatcher {
+            store,
+            client,
+            limiter,
+            settings: Arc::new(settings),
+        }
+    }
+
+    /// Dispatches one notification: claim, send, record. See the module docs.
+    ///
+    /// # Errors
+    /// When the store or the rate limiter fails before the claim (nothing happened), or the
+    /// outcome could not be recorded after the send (the lease will make it outcome-unknown).
+    pub async fn dispatch(
+        &self,
+        id: NotificationId,
+        cause: &EventMetadata,
+    ) -> Result<Dispatched, DispatchError> {
+        let stream = StreamName::of::<Notification>(id.0)?;
+        let current = repository::load::<Notification>(&self.store, &stream).await?;
+        if current.state.status != NotificationStatus::Queued {
+            return Ok(Dispatched::Skipped);
+        }
+        self.limiter.acquire(&self.settings.sender).await?;
+        let claim = NotificationCommand::StartAttempt {
+            dispatcher: self.settings.id.clone(),
+            at: Utc::now(),
+        };
+        // One attempt only: losing the race means another dispatcher has it.
+        let claimed = match repository::execute::<Notification>(
+            &self.store,
+            &stream,
+            claim,
+            cause,
+            1,
+        )
+        .await
+        {
+            Ok(executed) => executed.state,
+            Err(CommandError::Domain(_) | CommandError::Contention { .. }) => {
+                return Ok(Dispatched::Skipped);
+            }
+            Err(error) => return Err(error.into()),
+        };
+        let Some(created) = claimed.created else {
+            return Ok(Dispatched::Skipped);
+        };
+        let message = OutgoingMessage {
+            to: created.recipient.as_str().to_owned(),
+            from: self.settings.sender.clone(),
+            content: outgoing_content(&created.content),
+            status_callback: Some(self.settings.twilio.status_callback_url(id.0)),
+        };
+        let (outcome, command) = match self.client.create_message(&message).await {
+            Ok(resource) => (
+                Dispatched::Sent {
+                    provider_message_id: resource.sid.clone(),
+                },
+                NotificationCommand::RecordSent {
+                    provider_message_id: resource.sid,
+                    at: Utc::now(),
+                },
+            ),
+            Err(error) => {
+                self.after_refusal(&error).await;
+                (
+                    Dispatched::AttemptFailed {
+                        code: error.code(),
+                        kind: error.kind(),
+                    },
+                    NotificationCommand::RecordAttemptFailure {
+                        error_code: error.code(),
+                        error_message: error.to_string(),
+                        kind: error.kind(),
+                        random_unit: rand::random::<f64>(),
+                        at: Utc::now(),
+                    },
+                )
+            }
+        };
+        self.record(&stream, command, cause).await?;
+        Ok(outcome)
+    }
+
+    /// A 429 slows the sender down for every dispatcher.
+    async fn after_refusal(&self, error: &SendError) {
+        if let SendError::Rejected {
+            http_status: 429,
+            retry_after,
+            ..
+        } = error
+        {
+            let pause = retry_after.unwrap_or(Duration::from_secs(1));
+            if let Err(error) = self.limiter.slow_down(&self.settings.sender, pause).await {
+                tracing::warn!(%error, "could not slow the sender down");
+            }
+        }
+    }
+
+    /// Records the outcome of a send, retrying briefly: the message is already with Twilio
+    /// (or refused), and losing this record would make the attempt outcome-unknown.
+    async fn record(
+        &self,
+        stream: &StreamName,
+        command: NotificationCommand,
+        cause: &EventMetadata,
+    ) -> Result<(), DispatchError> {
+        let mut delay = Duration::from_millis(50);
+        for attempt in 1..=5 {
+            match repository::execute::<Notification>(
+                &self.store,
+                stream,
+                command.clone(),
+                cause,
+                3,
+            )
+            .await
+            {
+                Ok(_) => return Ok(()),
+                Err(error @ CommandError::Domain(_)) => return Err(error.into()),
+                Err(error) if attempt == 5 => return Err(error.into()),
+                Err(error) => {
+                    tracing::warn!(%stream, %error, "could not record a send outcome; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates (or finds) the durable pull consumer of queued notifications that every
+    /// dispatcher process shares.
+    ///
+    /// # Errors
+    /// When JetStream refuses.
+    pub async fn consumer(
+        jetstream: &jetstream::Context,
+        nats: &NatsConfig,
+        concurrency: usize,
+    ) -> Result<consumer::Consumer<consumer::pull::Config>, Box<dyn std::error::Error + Send + Sync>>
+    {
+        let stream = keryu_infra::nats::ensure_stream(jetstream, nats).await?;
+        let consumer = stream
+            .get_or_create_consumer(
+                &nats.dispatcher_consumer,
+                consumer::pull::Config {
+                    durable_name: Some(nats.dispatcher_consumer.clone()),
+                    filter_subject: subject_for(
+                        &nats.subject_prefix,
+                        "notification",
+                        "NotificationQueued",
+                    ),
+                    ack_policy: consumer::AckPolicy::Explicit,
+                    ack_wait: Duration::from_secs(60),
+                    max_ack_pending: i64::try_from(concurrency.saturating_mul(4))
+                        .unwrap_or(i64::MAX),
+                    deliver_policy: consumer::DeliverPolicy::All,
+                    ..consumer::pull::Config::default()
+                },
+            )
+            .await?;
+        Ok(consumer)
+    }
+
+    /// Takes messages from `consumer` until `shutdown` resolves, at most `concurrency` in
+    /// flight; on shutdown stops taking new ones and finishes those in flight.
+    ///
+    /// # Errors
+    /// When the consumer's message stream cannot be opened.
+    pub async fn run(
+        &self,
+        consumer: consumer::Consumer<consumer::pull::Config>,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        tokio::pin!(shutdown);
+        let slots = Arc::new(Semaphore::new(self.settings.concurrency.max(1)));
+        let mut in_flight = JoinSet::new();
+        'consume: loop {
+            let mut messages = consumer.messages().await?;
+            loop {
+                let permit = tokio::select! {
+                    () = &mut shutdown => break 'consume,
+                    permit = Arc::clone(&slots).acquire_owned() => permit?,
+                };
+                let message = tokio::select! {
+                    () = &mut shutdown => break 'consume,
+                    message = messages.next() => message,
+                };
+                let message = match message {
+                    Some(Ok(message)) => message,
+                    Some(Err(error)) => {
+                        tracing::warn!(%error, "could not pull from JetStream; pulling again");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        continue 'consume;
+                    }
+                    None => continue 'consume,
+                };
+                let dispatcher = self.clone();
+                in_flight.spawn(async move {
+                    dispatcher.handle(message).await;
+                    drop(permit);
+                });
+                while in_flight.try_join_next().is_some() {}
+            }
+        }
+        while in_flight.join_next().await.is_some() {}
+        Ok(())
+    }
+
+    async fn handle(&self, message: jetstream::Message) {
+        let relayed = match RelayedEvent::from_headers(message.headers.as_ref()) {
+            Ok(relayed) => relayed,
+            Err(error) => {
+                tracing::warn!(%error, "acknowledged a message that is not a Keryu event");
+                let _ = message.ack().await;
+                return;
+            }
+        };
+        let Ok(id) = relayed.stream.id().parse::<Uuid>().map(NotificationId) else {
+            let _ = message.ack().await;
+            return;
+        };
+        let cause = EventMetadata {
+            correlation_id: relayed.correlation_id,
+            causation_id: Some(relayed.event_id),
+            actor: Some(Actor {
+                id: self.settings.id.clone(),
+                role: "system".to_owned(),
+            }),
+            traceparent: relayed.traceparent.clone(),
+        };
+        match self.dispatch(id, &cause).await {
+            Ok(outcome) => {
+                tracing::debug!(notification = %id.0, ?outcome, "dispatched");
+                if let Err(error) = message.ack().await {
+                    tracing::warn!(%error, "could not acknowledge a message; it will be skipped when redelivered");
+                }
+            }
+            Err(error) => {
+                tracing::warn!(notification = %id.0, %error, "dispatch failed; the message will be redelivered");
+                let _ = message
+                    .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                    .await;
+            }
+        }
+    }
+}
+
+/// Twilio's parameters for a notification's content: an approved WhatsApp template goes as
+/// `ContentSid` + `ContentVariables`, anything else as `Body`.
+fn outgoing_content(content: &NotificationContent) -> OutgoingContent {
+    match content {
+        NotificationContent::FreeText { body } => OutgoingContent::Body(body.clone()),
+        NotificationContent::Template {
+            content_sid: Some(content_sid),
+            variables,
+            ..
+        } => OutgoingContent::Template {
+            content_sid: content_sid.clone(),
+            variables: variables.clone(),
+        },
+        NotificationContent::Template { rendered_body, .. } => {
+            OutgoingContent::Body(rendered_body.clone())
+        }
+    }
+}
