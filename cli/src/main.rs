@@ -5,6 +5,7 @@ mod custodian;
 mod migrate;
 mod projections;
 mod serve;
+mod sim;
 mod token;
 
 use std::process::ExitCode;
@@ -27,12 +28,18 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Task {
-    /// Run every role in one process (today: the command API and the projector), after migrating.
+    /// Run every role in one process (command API, projector, dispatcher), after migrating.
+    /// Without TWILIO_ACCOUNT_SID, messages go to an in-process Twilio simulator.
     Serve,
-    /// Run the HTTP command API, after migrating.
+    /// Run the HTTP command and query API with the Twilio status webhook, after migrating.
     CommandApi,
-    /// Keep the read models up to date from the event log, after migrating.
+    /// Keep the read models up to date, relay the log to NATS, fire timers and fan alarms
+    /// out, after migrating.
     Projector,
+    /// Send queued notifications through Twilio, after migrating.
+    Dispatcher,
+    /// Run the Twilio API simulator (for tests, demos and load runs).
+    TwilioSim(sim::SimArgs),
     /// Create the database if it is missing and bring its schema up to date.
     Migrate,
     /// Operate the read models: status, rebuild.
@@ -77,6 +84,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Roles {
                     command_api: true,
                     projector: true,
+                    dispatcher: true,
                 },
             )
             .await
@@ -87,6 +95,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Roles {
                     command_api: true,
                     projector: false,
+                    dispatcher: false,
                 },
             )
             .await
@@ -97,10 +106,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Roles {
                     command_api: false,
                     projector: true,
+                    dispatcher: false,
                 },
             )
             .await
         }
+        Task::Dispatcher => {
+            serve::run(
+                &config,
+                Roles {
+                    command_api: false,
+                    projector: false,
+                    dispatcher: true,
+                },
+            )
+            .await
+        }
+        Task::TwilioSim(args) => sim::run(args).await,
         Task::Migrate => migrate::run(&config).await.map(drop),
         Task::Projections(action) => projections::run(&config, action).await,
         Task::Custodian(action) => custodian::run(&config, action).await,

@@ -13,11 +13,12 @@ use keryu_projections::projection::Projection;
 use keryu_projections::projector::Projector;
 use keryu_projections::rebuild::rebuild;
 use keryu_projections::subjects::SubjectsProjection;
+use keryu_projections::timers::TimersProjection;
 
 use crate::migrate;
 
 /// The projections this build has, by name.
-const NAMES: [&str; 3] = ["notifications", "subjects", "directory"];
+const NAMES: [&str; 4] = ["notifications", "subjects", "directory", "timers"];
 
 /// Projection subcommands.
 #[derive(Debug, Subcommand)]
@@ -28,7 +29,7 @@ pub enum ProjectionsAction {
     /// Replay the whole log into a shadow copy of a read model while the live one keeps
     /// serving, then swap them atomically. Interrupting it leaves the live copy untouched.
     Rebuild {
-        /// The projection to rebuild (notifications, subjects, directory).
+        /// The projection to rebuild (notifications, subjects, directory, timers).
         name: Option<String>,
         /// Rebuild every projection, one after the other.
         #[arg(long, conflicts_with = "name")]
@@ -53,6 +54,7 @@ pub async fn run(config: &Config, action: ProjectionsAction) -> anyhow::Result<(
                 ),
                 ("subjects", status(&store, SubjectsProjection).await?),
                 ("directory", status(&store, DirectoryProjection).await?),
+                ("timers", status(&store, TimersProjection).await?),
             ];
             for (name, (checkpoint, unknown)) in rows {
                 let lag = head.0.saturating_sub(checkpoint.0);
@@ -71,6 +73,7 @@ pub async fn run(config: &Config, action: ProjectionsAction) -> anyhow::Result<(
                     "notifications" => rebuild_one(&store, NotificationsProjection).await?,
                     "subjects" => rebuild_one(&store, SubjectsProjection).await?,
                     "directory" => rebuild_one(&store, DirectoryProjection).await?,
+                    "timers" => rebuild_one(&store, TimersProjection).await?,
                     other => bail!("no projection {other:?}; known: {}", NAMES.join(", ")),
                 }
             }

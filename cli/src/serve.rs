@@ -1,16 +1,32 @@
-//! `keryu serve`, `keryu command-api` and `keryu projector`: the long-running roles, until
-//! SIGTERM or Ctrl-C.
+//! `keryu serve`, `keryu command-api`, `keryu projector` and `keryu dispatcher`: the
+//! long-running roles, until SIGTERM or Ctrl-C.
+
+use std::future::Future;
+use std::time::Duration;
 
 use anyhow::Context;
+use async_nats::jetstream;
+use keryu_command_api::webhooks::StatusWebhook;
 use keryu_command_api::{AppState, Settings, auth, idempotency, router};
-use keryu_infra::config::Config;
+use keryu_dispatcher::dispatch::{Dispatcher, DispatcherSettings};
+use keryu_dispatcher::rate_limit::SenderRateLimiter;
+use keryu_dispatcher::simulator::{self, SimulatorConfig};
+use keryu_dispatcher::twilio::{TwilioClient, TwilioSettings};
+use keryu_infra::config::{Config, NatsConfig, Secret, TwilioConfig};
+use keryu_infra::nats;
 use keryu_infra::postgres::PgEventStore;
+use keryu_projections::alarm_fanout::AlarmFanOut;
 use keryu_projections::directory::DirectoryProjection;
 use keryu_projections::notifications::NotificationsProjection;
+use keryu_projections::projection::Projection;
 use keryu_projections::projector::Projector;
 use keryu_projections::queries::QueryState;
+use keryu_projections::reaction::{Reaction, Reactor};
+use keryu_projections::relay::Relay;
 use keryu_projections::subjects::SubjectsProjection;
+use keryu_projections::timers::{Scheduler, SchedulerSettings, TimersProjection};
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 
 use crate::migrate;
 
@@ -20,72 +36,277 @@ const COMMAND_ATTEMPTS: u32 = 5;
 /// Which roles one process runs.
 #[derive(Debug, Clone, Copy)]
 pub struct Roles {
-    /// The HTTP command API.
+    /// The HTTP command and query API, with the Twilio status webhook.
     pub command_api: bool,
-    /// The projector keeping the read models up to date.
+    /// The projectors, the outbox relay, the timers and the alarm fan-out.
     pub projector: bool,
+    /// The JetStream consumer sending through Twilio.
+    pub dispatcher: bool,
 }
 
-/// Migrates, then runs `roles` until a shutdown signal: in-flight requests and the projection
-/// batch under way are finished first.
-pub async fn run(config: &Config, roles: Roles) -> anyhow::Result<()> {
-    let pool = migrate::run(config).await?;
-    let store = PgEventStore::new(pool);
-    let (stop, stopped) = watch::channel(false);
-    tokio::spawn(async move {
-        shutdown_signal().await;
-        let _ = stop.send(true);
-    });
-    let until_stopped = move || {
-        let mut stopped = stopped.clone();
+/// A future resolving when the process is asked to stop; cheap to make many of.
+#[derive(Clone)]
+struct Stop(watch::Receiver<bool>);
+
+impl Stop {
+    fn signalled(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut stopped = self.0.clone();
         async move {
             let _ = stopped.wait_for(|stopped| *stopped).await;
         }
-    };
+    }
+}
+
+/// Migrates, then runs `roles` until a shutdown signal: in-flight requests, sends and batches
+/// are finished first.
+pub async fn run(config: &Config, roles: Roles) -> anyhow::Result<()> {
+    let pool = migrate::run(config).await?;
+    let store = PgEventStore::new(pool);
+    let (stop_sender, stopped) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_sender.send(true);
+    });
+    let stop = Stop(stopped);
+    let twilio = twilio_account(config, roles, &stop).await?;
 
     // The read models' schemas exist before anything queries them, whichever roles run here.
-    let notifications = Projector::new(store.clone(), NotificationsProjection);
-    let subjects = Projector::new(store.clone(), SubjectsProjection);
-    let directory = Projector::new(store.clone(), DirectoryProjection);
-    notifications
-        .prepare()
-        .await
-        .context("could not prepare the notifications read model")?;
-    subjects
-        .prepare()
-        .await
-        .context("could not prepare the subjects read model")?;
-    directory
-        .prepare()
-        .await
-        .context("could not prepare the directory read model")?;
-
-    let mut projectors = Vec::new();
+    let mut tasks = JoinSet::new();
+    spawn_projector(&mut tasks, &store, NotificationsProjection, roles, &stop).await?;
+    spawn_projector(&mut tasks, &store, SubjectsProjection, roles, &stop).await?;
+    spawn_projector(&mut tasks, &store, DirectoryProjection, roles, &stop).await?;
+    spawn_projector(&mut tasks, &store, TimersProjection, roles, &stop).await?;
     if roles.projector {
-        let stop = until_stopped();
-        projectors.push(tokio::spawn(async move { notifications.run(stop).await }));
-        let stop = until_stopped();
-        projectors.push(tokio::spawn(async move { subjects.run(stop).await }));
-        let stop = until_stopped();
-        projectors.push(tokio::spawn(async move { directory.run(stop).await }));
+        spawn_followers(&mut tasks, config, &store, &stop).await?;
+    }
+    if roles.dispatcher {
+        let dispatcher = dispatcher(config, &twilio, &store)?;
+        tasks.spawn(run_dispatcher(
+            dispatcher,
+            config.nats.clone(),
+            config.dispatcher.concurrency,
+            stop.clone(),
+        ));
     }
     if roles.command_api {
-        serve_http(config, store, until_stopped()).await?;
+        serve_http(config, &twilio, store, stop.signalled()).await?;
     }
-    for projector in projectors {
-        projector.await.context("a projector failed")?;
+    while let Some(finished) = tasks.join_next().await {
+        finished.context("a role panicked")??;
     }
     Ok(())
 }
 
+/// Prepares `projection`'s read model and, for the projector role, keeps it up to date.
+async fn spawn_projector<P: Projection>(
+    tasks: &mut JoinSet<anyhow::Result<()>>,
+    store: &PgEventStore,
+    projection: P,
+    roles: Roles,
+    stop: &Stop,
+) -> anyhow::Result<()> {
+    let name = projection.name();
+    let projector = Projector::new(store.clone(), projection);
+    projector
+        .prepare()
+        .await
+        .with_context(|| format!("could not prepare the {name} read model"))?;
+    if roles.projector {
+        let stop = stop.signalled();
+        tasks.spawn(async move {
+            projector.run(stop).await;
+            Ok(())
+        });
+    }
+    Ok(())
+}
+
+/// The log followers with effects outside the read models: the relay (once NATS answers),
+/// the alarm fan-out and the timers' scheduler.
+async fn spawn_followers(
+    tasks: &mut JoinSet<anyhow::Result<()>>,
+    config: &Config,
+    store: &PgEventStore,
+    stop: &Stop,
+) -> anyhow::Result<()> {
+    let fan_out = AlarmFanOut::new(store.clone(), config.commands.max_attempts);
+    spawn_reactor(tasks, store, fan_out, stop);
+
+    let scheduler = Scheduler::new(
+        store.clone(),
+        SchedulerSettings::new(
+            Duration::from_secs(config.dispatcher.lease_seconds),
+            config.dispatcher.outcome_unknown_policy,
+        ),
+    );
+    let signalled = stop.signalled();
+    tasks.spawn(async move {
+        scheduler.run(signalled).await;
+        Ok(())
+    });
+
+    let client = nats::connect(&config.nats)
+        .await
+        .context("could not connect to NATS (NATS_URL)")?;
+    let jetstream = jetstream::new(client);
+    let nats_config = config.nats.clone();
+    let store = store.clone();
+    let stop = stop.clone();
+    tasks.spawn(async move {
+        // NATS may be down at start: commands are accepted meanwhile, and the relay catches up.
+        let ensured = retry_until_stopped(&stop, "create the JetStream stream", || {
+            nats::ensure_stream(&jetstream, &nats_config)
+        })
+        .await;
+        if ensured.is_some() {
+            Reactor::new(store, Relay::new(jetstream, &nats_config))
+                .run(stop.signalled())
+                .await;
+        }
+        Ok(())
+    });
+    Ok(())
+}
+
+fn spawn_reactor<R: Reaction>(
+    tasks: &mut JoinSet<anyhow::Result<()>>,
+    store: &PgEventStore,
+    reaction: R,
+    stop: &Stop,
+) {
+    let reactor = Reactor::new(store.clone(), reaction);
+    let stop = stop.signalled();
+    tasks.spawn(async move {
+        reactor.run(stop).await;
+        Ok(())
+    });
+}
+
+/// Calls `attempt` until it succeeds (`Some`) or the process stops (`None`), pausing up to 5 s.
+async fn retry_until_stopped<T, E: std::fmt::Display, F: Future<Output = Result<T, E>>>(
+    stop: &Stop,
+    what: &str,
+    mut attempt: impl FnMut() -> F,
+) -> Option<T> {
+    let mut delay = Duration::from_millis(200);
+    let stopped = stop.signalled();
+    tokio::pin!(stopped);
+    loop {
+        match attempt().await {
+            Ok(value) => return Some(value),
+            Err(error) => tracing::warn!(%error, ?delay, "could not {what}; retrying"),
+        }
+        tokio::select! {
+            () = &mut stopped => return None,
+            () = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// The Twilio account this process talks to: the configured one, or — without
+/// `TWILIO_ACCOUNT_SID` — the simulator, started in-process when this process dispatches.
+async fn twilio_account(
+    config: &Config,
+    roles: Roles,
+    stop: &Stop,
+) -> anyhow::Result<TwilioConfig> {
+    if config.twilio.account_sid.is_some() {
+        return Ok(config.twilio.clone());
+    }
+    let simulated = SimulatorConfig::default();
+    let mut twilio = TwilioConfig {
+        account_sid: Some(simulated.account_sid.clone()),
+        auth_token: simulated.auth_token.clone(),
+        ..config.twilio.clone()
+    };
+    if roles.dispatcher {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .context("could not start the in-process Twilio simulator")?;
+        let addr = listener.local_addr()?;
+        twilio.api_base = format!("http://{addr}");
+        tracing::warn!(
+            %addr,
+            "TWILIO_ACCOUNT_SID is not set: messages go to the in-process Twilio SIMULATOR, \
+             nobody receives them"
+        );
+        tokio::spawn(simulator::serve(listener, simulated, stop.signalled()));
+    }
+    Ok(twilio)
+}
+
+fn dispatcher(
+    config: &Config,
+    twilio: &TwilioConfig,
+    store: &PgEventStore,
+) -> anyhow::Result<Dispatcher> {
+    let client = TwilioClient::new(TwilioSettings {
+        api_base: twilio.api_base.clone(),
+        account_sid: twilio.account_sid.clone().unwrap_or_default(),
+        auth_token: Secret::new(twilio.auth_token.expose()),
+        connect_timeout: Duration::from_secs(5),
+        request_timeout: Duration::from_millis(twilio.request_timeout_ms),
+    })
+    .context("could not build the Twilio client")?;
+    let limiter = SenderRateLimiter::new(
+        store.pool().clone(),
+        config.dispatcher.sender_mps,
+        config.dispatcher.sender_burst,
+    );
+    Ok(Dispatcher::new(
+        store.clone(),
+        client,
+        limiter,
+        DispatcherSettings {
+            id: config.dispatcher.id.clone(),
+            sender: twilio.sender.clone(),
+            concurrency: config.dispatcher.concurrency,
+            twilio: twilio.clone(),
+        },
+    ))
+}
+
+/// Consumes queued notifications once NATS answers, until stopped.
+async fn run_dispatcher(
+    dispatcher: Dispatcher,
+    nats_config: NatsConfig,
+    concurrency: usize,
+    stop: Stop,
+) -> anyhow::Result<()> {
+    let client = nats::connect(&nats_config)
+        .await
+        .context("could not connect to NATS (NATS_URL)")?;
+    let jetstream = jetstream::new(client);
+    let Some(consumer) = retry_until_stopped(&stop, "create the dispatcher's consumer", || {
+        Dispatcher::consumer(&jetstream, &nats_config, concurrency)
+    })
+    .await
+    else {
+        return Ok(());
+    };
+    tracing::info!(consumer = %nats_config.dispatcher_consumer, "the dispatcher is consuming");
+    dispatcher
+        .run(consumer, stop.signalled())
+        .await
+        .map_err(|error| anyhow::anyhow!("the dispatcher failed: {error}"))
+}
+
 async fn serve_http(
     config: &Config,
+    twilio: &TwilioConfig,
     store: PgEventStore,
-    stop: impl std::future::Future<Output = ()> + Send + 'static,
+    stop: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (verifier, issuer) = auth::from_config(&config.auth)?;
     tokio::spawn(sweep_idempotency_keys(store.pool().clone()));
     let queries = QueryState::new(store.pool().clone(), verifier.clone());
+    let webhook = StatusWebhook::new(
+        store.clone(),
+        twilio.auth_token.clone(),
+        twilio.public_base_url.clone(),
+        COMMAND_ATTEMPTS,
+    );
     let state = AppState::new(
         store,
         verifier,
@@ -102,7 +323,9 @@ async fn serve_http(
     tracing::info!(addr = %listener.local_addr()?, "the HTTP API is listening");
     axum::serve(
         listener,
-        router(state).merge(keryu_projections::queries::router(queries)),
+        router(state)
+            .merge(keryu_projections::queries::router(queries))
+            .merge(webhook.router()),
     )
     .with_graceful_shutdown(stop)
     .await
@@ -123,7 +346,8 @@ async fn sweep_idempotency_keys(pool: sqlx::PgPool) {
     }
 }
 
-async fn shutdown_signal() {
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
     let terminate = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut signal) => {

@@ -1,5 +1,6 @@
 //! The `keryu` binary, run as a user would run it, against the local PostgreSQL.
 
+mod delivery;
 mod migrate;
 mod serve;
 mod support;
