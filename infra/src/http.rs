@@ -3,4 +3,5 @@
 
 pub mod auth;
 pub mod json;
+pub mod ops;
 pub mod problem;

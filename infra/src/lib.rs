@@ -11,4 +11,5 @@ pub mod http;
 pub mod nats;
 pub mod postgres;
 pub mod repository;
+pub mod telemetry;
 pub mod twilio_signature;

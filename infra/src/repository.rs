@@ -106,6 +106,30 @@ where
     A: Aggregate,
     A::Command: Clone,
 {
+    let executed = decide_and_append::<A>(store, stream, command, metadata, max_attempts).await;
+    let outcome = match &executed {
+        Ok(executed) if executed.events.is_empty() => "no_op",
+        Ok(_) => "accepted",
+        Err(CommandError::Domain(_)) => "refused",
+        Err(CommandError::Contention { .. }) => "contention",
+        Err(_) => "error",
+    };
+    metrics::counter!("keryu_commands_total", "aggregate" => A::CATEGORY, "outcome" => outcome)
+        .increment(1);
+    executed
+}
+
+async fn decide_and_append<A>(
+    store: &impl EventStore,
+    stream: &StreamName,
+    command: A::Command,
+    metadata: &EventMetadata,
+    max_attempts: u32,
+) -> Result<Executed<A>, CommandError>
+where
+    A: Aggregate,
+    A::Command: Clone,
+{
     let max_attempts = max_attempts.max(1);
     for _ in 0..max_attempts {
         let Loaded { state, version } = load::<A>(store, stream).await?;

@@ -1,9 +1,11 @@
 //! [`EventStore`] on PostgreSQL: one table, one short transaction per append.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use sqlx::postgres::PgDatabaseError;
 use sqlx::{PgPool, Postgres, Transaction};
+use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::rows::{EventRow, select_events};
@@ -23,6 +25,9 @@ use crate::event_store::{
 pub struct PgEventStore {
     pool: PgPool,
     subscription: SubscriptionOptions,
+    /// Commit announcements shared by every subscription of this store (and its clones): one
+    /// LISTEN connection per process instead of one per subscription.
+    commits: Arc<OnceLock<watch::Receiver<u64>>>,
 }
 
 /// How subscriptions read the log.
@@ -50,6 +55,7 @@ impl PgEventStore {
         PgEventStore {
             pool,
             subscription: SubscriptionOptions::default(),
+            commits: Arc::new(OnceLock::new()),
         }
     }
 
@@ -58,6 +64,14 @@ impl PgEventStore {
     pub fn with_subscription_options(mut self, options: SubscriptionOptions) -> Self {
         self.subscription = options;
         self
+    }
+
+    /// A receiver that changes whenever PostgreSQL announces a commit to the log; the listener
+    /// behind it starts with the first subscription.
+    pub(super) fn commit_signal(&self) -> watch::Receiver<u64> {
+        self.commits
+            .get_or_init(|| subscription::announce_commits(self.pool.clone()))
+            .clone()
     }
 
     /// The pool this store uses, for adapters that write their own tables beside the log.
@@ -223,9 +237,20 @@ impl EventStore for PgEventStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, AppendError> {
+        let started = std::time::Instant::now();
         let mut transaction = self.pool.begin().await.map_err(backend)?;
-        let result = Self::append_in(&mut transaction, stream, expected, &events).await?;
+        let result = match Self::append_in(&mut transaction, stream, expected, &events).await {
+            Ok(result) => result,
+            Err(error) => {
+                if matches!(error, AppendError::WrongExpectedVersion { .. }) {
+                    metrics::counter!("keryu_event_store_conflicts_total").increment(1);
+                }
+                return Err(error);
+            }
+        };
         transaction.commit().await.map_err(backend)?;
+        metrics::histogram!("keryu_event_store_append_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
         Ok(result)
     }
 

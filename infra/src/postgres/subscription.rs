@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use sqlx::postgres::PgListener;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::event_store::{PgEventStore, SubscriptionOptions};
 use crate::event_store::{EventStore, Position, RecordedEvent, Subscription};
@@ -29,21 +29,19 @@ pub(super) fn spawn(
 
 /// Reads pages after `cursor` and hands them to the consumer until it drops the subscription.
 ///
-/// The table is the truth and the notification only a wake-up: the listener is connected before
-/// the first read, so a commit after any read that came back empty always leaves a notification
-/// behind (or, if the connection dropped meanwhile, the poll interval catches it).
+/// The table is the truth and the notification only a wake-up: the commit signal is marked
+/// seen before each read, so a commit after a read that came back empty always wakes the
+/// subscription (or, while the shared listener reconnects, the poll interval catches it).
 async fn follow(
     store: PgEventStore,
     options: SubscriptionOptions,
     mut cursor: Position,
     pages: mpsc::Sender<Vec<RecordedEvent>>,
 ) {
-    let mut listener = None;
+    let mut commits = store.commit_signal();
     let mut failures: u32 = 0;
     while !pages.is_closed() {
-        if listener.is_none() {
-            listener = listen(&store).await;
-        }
+        commits.borrow_and_update();
         let page = match store.read_all(cursor, options.page_size).await {
             Ok(page) => page,
             Err(error) => {
@@ -63,53 +61,62 @@ async fn follow(
                 }
             }
             None => {
-                if !wait_for_commit(&mut listener, options.poll_interval, &pages).await {
-                    return;
+                tokio::select! {
+                    () = pages.closed() => return,
+                    () = tokio::time::sleep(options.poll_interval) => {}
+                    _ = commits.changed() => {}
                 }
             }
         }
     }
 }
 
-async fn listen(store: &PgEventStore) -> Option<PgListener> {
-    let connected = async {
-        let mut listener = PgListener::connect_with(store.pool()).await?;
-        listener.listen(CHANNEL).await?;
-        Ok::<_, sqlx::Error>(listener)
-    };
-    match connected.await {
-        Ok(listener) => Some(listener),
-        Err(error) => {
-            tracing::warn!(%error, "subscription could not listen for commits; polling instead");
-            None
+/// Starts the one listener of a store: every commit announced on [`CHANNEL`] bumps the
+/// returned signal. The listener reconnects by itself; meanwhile subscriptions poll.
+pub(super) fn announce_commits(pool: sqlx::PgPool) -> watch::Receiver<u64> {
+    let (announce, commits) = watch::channel(0);
+    tokio::spawn(async move {
+        let mut failures: u32 = 0;
+        loop {
+            match listen(&pool).await {
+                Ok(mut listener) => {
+                    failures = 0;
+                    loop {
+                        let received = tokio::select! {
+                            // Every store sharing this listener is gone.
+                            () = announce.closed() => return,
+                            received = listener.try_recv() => received,
+                        };
+                        match received {
+                            Ok(Some(_)) => announce.send_modify(|count| *count += 1),
+                            // The connection was lost and is re-established: commits may
+                            // have been missed, so wake everyone to read.
+                            Ok(None) => announce.send_modify(|count| *count += 1),
+                            Err(error) => {
+                                tracing::warn!(%error, "lost the commit listener; reconnecting");
+                                break;
+                            }
+                        }
+                    }
+                }
+                Err(error) => {
+                    failures += 1;
+                    tracing::warn!(%error, "could not listen for commits; subscriptions poll meanwhile");
+                }
+            }
+            tokio::select! {
+                () = announce.closed() => return,
+                () = tokio::time::sleep(retry_delay(failures.max(1))) => {}
+            }
         }
-    }
+    });
+    commits
 }
 
-/// Waits until a commit is announced, the poll interval passes, or the consumer leaves (then
-/// `false`). A broken listener is dropped so the next round reconnects it.
-async fn wait_for_commit(
-    listener: &mut Option<PgListener>,
-    poll_interval: Duration,
-    pages: &mpsc::Sender<Vec<RecordedEvent>>,
-) -> bool {
-    let notified = async {
-        match listener.as_mut() {
-            Some(active) => active.recv().await.map(drop),
-            None => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        () = pages.closed() => false,
-        () = tokio::time::sleep(poll_interval) => true,
-        outcome = notified => {
-            if let Err(error) = outcome {
-                tracing::warn!(%error, "lost the commit listener; reconnecting");
-                *listener = None;
-            }
-            true
-        }
-    }
+async fn listen(pool: &sqlx::PgPool) -> Result<PgListener, sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen(CHANNEL).await?;
+    Ok(listener)
 }
 
 fn retry_delay(failures: u32) -> Duration {

@@ -1,0 +1,156 @@
+//! Logs and metrics of a Keryu process.
+//!
+//! Logs go to standard error, human-readable by default or one JSON object per line with
+//! `KERYU_LOG_FORMAT=json` (what log shippers want); the filter is `KERYU_LOG`. Metrics are
+//! recorded through the `metrics` facade anywhere in the code and rendered in Prometheus' text
+//! format by `GET /metrics` ([`crate::http::ops`]); every metric Keryu records is described
+//! here, in one list an operator can read.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics::{describe_counter, describe_gauge, describe_histogram};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::EnvFilter;
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// For people at a terminal.
+    Pretty,
+    /// One JSON object per line, for log pipelines.
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        match raw {
+            "pretty" | "text" => Ok(LogFormat::Pretty),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!("{other:?} is not one of pretty, json")),
+        }
+    }
+}
+
+/// Installs the process's log subscriber, filtered by `KERYU_LOG` (default `info`).
+pub fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_env("KERYU_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Pretty => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+/// Latency buckets in seconds: from a fast append (sub-millisecond) to a slow Twilio call.
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.000_5, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0,
+];
+
+static METRICS: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// The process's metrics registry, installed on first use (once per process, so tests that
+/// start several servers in one process share it).
+pub fn metrics() -> PrometheusHandle {
+    METRICS
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets(&LATENCY_BUCKETS)
+                .map(PrometheusBuilder::build_recorder);
+            let handle = match recorder {
+                Ok(recorder) => {
+                    let handle = recorder.handle();
+                    if metrics::set_global_recorder(recorder).is_err() {
+                        tracing::warn!("a metrics recorder was already installed");
+                    }
+                    handle
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "metrics are disabled");
+                    PrometheusBuilder::new().build_recorder().handle()
+                }
+            };
+            describe();
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                let upkeep = handle.clone();
+                runtime.spawn(async move {
+                    let mut every = tokio::time::interval(Duration::from_secs(5));
+                    loop {
+                        every.tick().await;
+                        upkeep.run_upkeep();
+                    }
+                });
+            }
+            handle
+        })
+        .clone()
+}
+
+/// Every metric Keryu records, with its meaning.
+fn describe() {
+    describe_counter!(
+        "keryu_http_requests_total",
+        "HTTP requests by method, route (the command or query) and status"
+    );
+    describe_histogram!(
+        "keryu_http_request_duration_seconds",
+        metrics::Unit::Seconds,
+        "HTTP request latency by method and route"
+    );
+    describe_counter!(
+        "keryu_commands_total",
+        "Commands by aggregate and outcome (accepted, no_op, refused, contention, error)"
+    );
+    describe_histogram!(
+        "keryu_event_store_append_duration_seconds",
+        metrics::Unit::Seconds,
+        "Time to append a batch of events, transaction included"
+    );
+    describe_counter!(
+        "keryu_event_store_conflicts_total",
+        "Appends refused because the stream moved (optimistic concurrency)"
+    );
+    describe_gauge!(
+        "keryu_log_head_position",
+        "Global position of the last event in the log"
+    );
+    describe_gauge!(
+        "keryu_projection_lag_events",
+        "Events in the log a projection or process has not applied yet"
+    );
+    describe_gauge!(
+        "keryu_projection_lag_seconds",
+        "Age of the oldest event a projection or process has not applied yet"
+    );
+    describe_gauge!(
+        "keryu_projection_unknown_events",
+        "Events a projection skipped because this build does not know them"
+    );
+    describe_gauge!(
+        "keryu_jetstream_pending_messages",
+        "Queued-notification messages waiting in the dispatcher's JetStream consumer"
+    );
+    describe_counter!(
+        "keryu_sends_total",
+        "Twilio create-message calls by outcome (sent, transient, permanent) and error code"
+    );
+    describe_histogram!(
+        "keryu_twilio_request_duration_seconds",
+        metrics::Unit::Seconds,
+        "Latency of Twilio create-message calls"
+    );
+    describe_histogram!(
+        "keryu_rate_limiter_wait_seconds",
+        metrics::Unit::Seconds,
+        "Time a send waited for its sender's rate-limit slot"
+    );
+    describe_counter!(
+        "keryu_timers_fired_total",
+        "Timers fired by kind (scheduled, retry, lease)"
+    );
+    describe_gauge!("keryu_timers_due", "Timers due now and not yet fired");
+}
