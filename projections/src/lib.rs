@@ -7,6 +7,7 @@
 //! (`projection_<name>`): its tables and its checkpoint move together, which is what lets a
 //! rebuild fill a shadow schema and swap it in.
 
+pub mod alarms;
 pub mod directory;
 pub mod notifications;
 pub mod projection;
