@@ -1,12 +1,14 @@
-//! The query API over the read models: notifications, subjects, templates, custodians and
-//! dashboard counts, with their freshness. One module per resource; what they share (paging,
+//! The query API over the read models: notifications, subjects, alarms, templates, custodians
+//! and dashboard counts, with their freshness. One module per resource; what they share (paging,
 //! freshness, scoping) lives here.
 //!
 //! Every answer carries `Keryu-Projection-Position`, the log position the read model had
 //! reached when the query ran; `?min_position=N` (N from a command's `Keryu-Position`) waits up
 //! to [`MAX_WAIT`] for the read model to reach N first: read-your-writes for integrators.
-//! Custodians see only the notifications of subjects assigned to them.
+//! Custodians see only the subjects assigned to them, and those subjects' notifications and
+//! alarms.
 
+mod alarms;
 mod directory;
 mod notifications;
 mod subjects;
@@ -25,6 +27,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+pub use alarms::{AlarmDetail, AlarmNotificationView, AlarmView, ListAlarms};
 pub use directory::{CustodianView, Paging, TemplateView};
 pub use notifications::{ListNotifications, NotificationView, Stats};
 pub use subjects::{ListSubjects, SubjectView};
@@ -77,6 +80,9 @@ pub fn router(state: QueryState) -> Router {
         .route("/api/subjects", get(subjects::list_subjects))
         .route("/api/subjects/list/", get(subjects::list_subjects))
         .route("/api/subjects/{id}", get(subjects::subject))
+        .route("/api/alarms", get(alarms::list_alarms))
+        .route("/api/alarms/list/", get(alarms::list_alarms))
+        .route("/api/alarms/{id}", get(alarms::alarm))
         .route("/api/templates", get(directory::list_templates))
         .route("/api/templates/{id}", get(directory::template))
         .route("/api/custodians", get(directory::list_custodians))
