@@ -7,6 +7,7 @@ use clap::Subcommand;
 use keryu_infra::config::Config;
 use keryu_infra::event_store::{EventStore, Position};
 use keryu_infra::postgres::PgEventStore;
+use keryu_projections::alarms::AlarmsProjection;
 use keryu_projections::directory::DirectoryProjection;
 use keryu_projections::notifications::NotificationsProjection;
 use keryu_projections::projection::Projection;
@@ -17,7 +18,7 @@ use keryu_projections::subjects::SubjectsProjection;
 use crate::migrate;
 
 /// The projections this build has, by name.
-const NAMES: [&str; 3] = ["notifications", "subjects", "directory"];
+const NAMES: [&str; 4] = ["notifications", "subjects", "directory", "alarms"];
 
 /// Projection subcommands.
 #[derive(Debug, Subcommand)]
@@ -28,7 +29,7 @@ pub enum ProjectionsAction {
     /// Replay the whole log into a shadow copy of a read model while the live one keeps
     /// serving, then swap them atomically. Interrupting it leaves the live copy untouched.
     Rebuild {
-        /// The projection to rebuild (notifications, subjects, directory).
+        /// The projection to rebuild (notifications, subjects, directory, alarms).
         name: Option<String>,
         /// Rebuild every projection, one after the other.
         #[arg(long, conflicts_with = "name")]
@@ -53,6 +54,7 @@ pub async fn run(config: &Config, action: ProjectionsAction) -> anyhow::Result<(
                 ),
                 ("subjects", status(&store, SubjectsProjection).await?),
                 ("directory", status(&store, DirectoryProjection).await?),
+                ("alarms", status(&store, AlarmsProjection).await?),
             ];
             for (name, (checkpoint, unknown)) in rows {
                 let lag = head.0.saturating_sub(checkpoint.0);
@@ -71,6 +73,7 @@ pub async fn run(config: &Config, action: ProjectionsAction) -> anyhow::Result<(
                     "notifications" => rebuild_one(&store, NotificationsProjection).await?,
                     "subjects" => rebuild_one(&store, SubjectsProjection).await?,
                     "directory" => rebuild_one(&store, DirectoryProjection).await?,
+                    "alarms" => rebuild_one(&store, AlarmsProjection).await?,
                     other => bail!("no projection {other:?}; known: {}", NAMES.join(", ")),
                 }
             }

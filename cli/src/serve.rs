@@ -5,6 +5,7 @@ use anyhow::Context;
 use keryu_command_api::{AppState, Settings, auth, idempotency, router};
 use keryu_infra::config::Config;
 use keryu_infra::postgres::PgEventStore;
+use keryu_projections::alarms::AlarmsProjection;
 use keryu_projections::directory::DirectoryProjection;
 use keryu_projections::notifications::NotificationsProjection;
 use keryu_projections::projector::Projector;
@@ -47,6 +48,7 @@ pub async fn run(config: &Config, roles: Roles) -> anyhow::Result<()> {
     let notifications = Projector::new(store.clone(), NotificationsProjection);
     let subjects = Projector::new(store.clone(), SubjectsProjection);
     let directory = Projector::new(store.clone(), DirectoryProjection);
+    let alarms = Projector::new(store.clone(), AlarmsProjection);
     notifications
         .prepare()
         .await
@@ -59,6 +61,10 @@ pub async fn run(config: &Config, roles: Roles) -> anyhow::Result<()> {
         .prepare()
         .await
         .context("could not prepare the directory read model")?;
+    alarms
+        .prepare()
+        .await
+        .context("could not prepare the alarms read model")?;
 
     let mut projectors = Vec::new();
     if roles.projector {
@@ -68,6 +74,8 @@ pub async fn run(config: &Config, roles: Roles) -> anyhow::Result<()> {
         projectors.push(tokio::spawn(async move { subjects.run(stop).await }));
         let stop = until_stopped();
         projectors.push(tokio::spawn(async move { directory.run(stop).await }));
+        let stop = until_stopped();
+        projectors.push(tokio::spawn(async move { alarms.run(stop).await }));
     }
     if roles.command_api {
         serve_http(config, store, until_stopped()).await?;
