@@ -11,6 +11,7 @@
 mod alarms;
 mod directory;
 mod notifications;
+mod openapi;
 mod subjects;
 
 use std::time::Duration;
@@ -25,6 +26,10 @@ use keryu_infra::http::auth::{Caller, HasTokenVerifier, TokenVerifier};
 use keryu_infra::http::problem::{Problem, ProblemKind};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
+use utoipa::openapi::OpenApi;
+use utoipa::{IntoParams, OpenApi as _, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 pub use alarms::{AlarmDetail, AlarmNotificationView, AlarmView, ListAlarms};
@@ -61,39 +66,56 @@ impl HasTokenVerifier for QueryState {
     }
 }
 
-/// The query routes, on the seed's paths and REST aliases.
+/// The query routes, each documented by its handler's `#[utoipa::path]`, and the OpenAPI
+/// document they make up. The seed's alias paths are added by [`router`] and named in the
+/// summaries.
+fn documented_routes() -> (Router<QueryState>, OpenApi) {
+    let (routes, mut document) = OpenApiRouter::with_openapi(openapi::QueryDoc::openapi())
+        .routes(routes!(notifications::list_notifications))
+        .routes(routes!(notifications::notification_status))
+        .routes(routes!(notifications::stats))
+        .routes(routes!(subjects::list_subjects))
+        .routes(routes!(subjects::subject))
+        .routes(routes!(alarms::list_alarms))
+        .routes(routes!(alarms::alarm))
+        .routes(routes!(directory::list_templates))
+        .routes(routes!(directory::template))
+        .routes(routes!(directory::list_custodians))
+        .split_for_parts();
+    openapi::apply_conventions(&mut document);
+    (routes, document)
+}
+
+/// The OpenAPI document of the query routes. The command API merges it into the document it
+/// serves and keeps under `schemas/`, since both sets of routes are served together.
+pub fn openapi() -> OpenApi {
+    documented_routes().1
+}
+
+/// The query routes, on the REST paths and the seed's aliases.
 pub fn router(state: QueryState) -> Router {
-    Router::new()
-        .route("/api/notifications", get(notifications::list_notifications))
+    let (documented, _) = documented_routes();
+    documented
         .route(
             "/api/notifications/list/",
             get(notifications::list_notifications),
         )
         .route(
-            "/api/notifications/{id}",
-            get(notifications::notification_status),
-        )
-        .route(
             "/api/notifications/{id}/status/",
             get(notifications::notification_status),
         )
-        .route("/api/subjects", get(subjects::list_subjects))
         .route("/api/subjects/list/", get(subjects::list_subjects))
-        .route("/api/subjects/{id}", get(subjects::subject))
-        .route("/api/alarms", get(alarms::list_alarms))
         .route("/api/alarms/list/", get(alarms::list_alarms))
-        .route("/api/alarms/{id}", get(alarms::alarm))
-        .route("/api/templates", get(directory::list_templates))
-        .route("/api/templates/{id}", get(directory::template))
-        .route("/api/custodians", get(directory::list_custodians))
-        .route("/api/stats", get(notifications::stats))
         .with_state(state)
 }
 
 /// `?min_position=N` on single-resource queries.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct Freshness {
+    /// Wait (up to 5 s) until the read model has applied this log position, e.g. a command's
+    /// `Keryu-Position`.
     #[serde(default)]
     min_position: Option<u64>,
 }
@@ -111,8 +133,9 @@ fn cursor_of(created_at: DateTime<Utc>, id: Uuid) -> String {
 }
 
 /// A page of any list, newest first.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Page<T> {
+    /// This page's items.
     items: Vec<T>,
     /// Pass as `cursor` for the next page; `null` on the last page.
     next_cursor: Option<String>,

@@ -8,78 +8,105 @@ use std::collections::BTreeMap;
 use axum::extract::State;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
-use keryu_domain::alarm::{AlarmStatus, Location};
+use keryu_domain::alarm::{AlarmStatus, Location, Situation};
+use keryu_domain::notification::NotificationStatus;
 use keryu_infra::http::auth::Caller;
 use keryu_infra::http::json::{IdPath, QueryParams};
 use keryu_infra::http::problem::{Problem, ProblemKind};
 use serde::{Deserialize, Serialize};
 use sqlx::FromRow;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::{
-    Freshness, QueryState, custodian_scope, decode_cursor, into_page, page_limit, unavailable,
-    wait_for, with_position,
+    Freshness, Page, QueryState, custodian_scope, decode_cursor, into_page, page_limit,
+    unavailable, wait_for, with_position,
 };
 use crate::alarms::alarm_status;
 
 const SCHEMA: &str = "projection_alarms";
 
 /// Filters and paging of `GET /api/alarms`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListAlarms {
+    /// Only alarms in this status.
     #[serde(default)]
     status: Option<AlarmStatus>,
+    /// Only alarms about this subject.
     #[serde(default)]
     subject_id: Option<Uuid>,
+    /// Page size, 1 to 500 (default 50).
     #[serde(default)]
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
+    /// The previous page's `next_cursor`.
     #[serde(default)]
     cursor: Option<String>,
+    /// Wait (up to 5 s) until the read model has applied this log position.
     #[serde(default)]
     min_position: Option<u64>,
 }
 
 /// One alarm as the read model knows it, with its notifications counted by delivery state.
-#[derive(Debug, Serialize, FromRow)]
+#[derive(Debug, Serialize, FromRow, ToSchema)]
 pub struct AlarmView {
     id: Uuid,
+    /// The subject concerned.
     subject_id: Uuid,
+    #[schema(value_type = Situation)]
     situation: String,
+    /// In the raiser's words.
     description: String,
+    /// Last known location, if the raiser gave one.
     #[sqlx(json(nullable))]
     location: Option<Location>,
+    #[schema(value_type = AlarmStatus)]
     status: String,
+    /// Who raised it (the token's subject).
     raised_by: String,
     raised_at: DateTime<Utc>,
     acknowledged_by: Option<String>,
     acknowledged_at: Option<DateTime<Utc>>,
     resolved_by: Option<String>,
     resolved_at: Option<DateTime<Utc>>,
+    /// How it ended, in the resolver's words.
     resolution_note: Option<String>,
+    /// When the alarm last changed.
     updated_at: DateTime<Utc>,
+    /// The notifications the alarm caused, counted by delivery status (statuses with none are
+    /// left out).
     #[sqlx(json)]
     notifications_by_status: BTreeMap<String, i64>,
+    /// Every notification the alarm caused.
     notifications_total: i64,
 }
 
 /// One alarm and every notification it caused.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct AlarmDetail {
     #[serde(flatten)]
     alarm: AlarmView,
+    /// Oldest first.
     notifications: Vec<AlarmNotificationView>,
 }
 
 /// A notification an alarm caused, and how far its delivery got.
-#[derive(Debug, Serialize, FromRow)]
+#[derive(Debug, Serialize, FromRow, ToSchema)]
 pub struct AlarmNotificationView {
+    /// The notification's id (its full record: `GET /api/notifications/{id}`).
     id: Uuid,
+    /// The phone number it goes to, in full as on `GET /api/notifications/{id}`.
     recipient: String,
+    #[schema(value_type = NotificationStatus)]
     status: String,
+    /// Attempts started in the current round (a manual retry starts a new round).
     attempt: i32,
+    /// Attempts started over the notification's whole life.
     total_attempts: i32,
     max_attempts: i32,
+    /// The most recent error.
     last_error_message: Option<String>,
     created_at: DateTime<Utc>,
     queued_at: Option<DateTime<Utc>>,
@@ -88,6 +115,7 @@ pub struct AlarmNotificationView {
     read_at: Option<DateTime<Utc>>,
     failed_at: Option<DateTime<Utc>>,
     cancelled_at: Option<DateTime<Utc>>,
+    /// When its delivery state last changed.
     updated_at: DateTime<Utc>,
 }
 
@@ -114,6 +142,17 @@ fn scoped(parameter: u8) -> String {
     )
 }
 
+/// Alarms, newest raised first, each with its notifications counted by delivery status.
+/// Custodians see only alarms of their subjects.
+#[utoipa::path(
+    get,
+    path = "/api/alarms",
+    tag = "alarms",
+    operation_id = "list_alarms",
+    summary = "List alarms (also GET /api/alarms/list/)",
+    params(ListAlarms),
+    responses((status = 200, description = "A page of alarms", body = Page<AlarmView>)),
+)]
 pub(super) async fn list_alarms(
     State(state): State<QueryState>,
     caller: Caller,
@@ -144,6 +183,16 @@ pub(super) async fn list_alarms(
     Ok(with_position(page, position))
 }
 
+/// One alarm with every notification it caused and their delivery state.
+#[utoipa::path(
+    get,
+    path = "/api/alarms/{id}",
+    tag = "alarms",
+    operation_id = "get_alarm",
+    summary = "An alarm and the notifications it caused",
+    params(("id" = Uuid, Path, description = "The alarm's id"), Freshness),
+    responses((status = 200, description = "The alarm", body = AlarmDetail)),
+)]
 pub(super) async fn alarm(
     State(state): State<QueryState>,
     caller: Caller,

@@ -4,11 +4,13 @@ use axum::extract::State;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use keryu_domain::Role;
+use keryu_domain::template::TemplateStatus;
 use keryu_infra::http::auth::Caller;
 use keryu_infra::http::json::{IdPath, QueryParams};
 use keryu_infra::http::problem::{Problem, ProblemKind};
 use serde::{Deserialize, Serialize};
 use sqlx::{FromRow, PgPool};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::{
@@ -17,16 +19,22 @@ use super::{
 };
 
 /// One template: its latest version and approval state.
-#[derive(Debug, Serialize, FromRow)]
+#[derive(Debug, Serialize, FromRow, ToSchema)]
 pub struct TemplateView {
     id: Uuid,
     name: String,
+    /// The latest version.
     version: i32,
+    /// The latest version's review state.
+    #[schema(value_type = TemplateStatus)]
     status: String,
     content: String,
+    /// Placeholder number to variable name.
+    #[schema(value_type = std::collections::BTreeMap<String, String>)]
     variables: serde_json::Value,
     language: String,
     content_sid: Option<String>,
+    /// The version notifications may use, if any.
     approved_version: Option<i32>,
     rejection_reason: Option<String>,
     created_at: DateTime<Utc>,
@@ -34,11 +42,12 @@ pub struct TemplateView {
 }
 
 /// One custodian, without secrets.
-#[derive(Debug, Serialize, FromRow)]
+#[derive(Debug, Serialize, FromRow, ToSchema)]
 pub struct CustodianView {
     id: Uuid,
     email: String,
     name: String,
+    #[schema(value_type = Role)]
     role: String,
     active: bool,
     created_at: DateTime<Utc>,
@@ -46,13 +55,18 @@ pub struct CustodianView {
 }
 
 /// Paging of the directory lists.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct Paging {
+    /// Page size, 1 to 500 (default 50).
     #[serde(default)]
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
+    /// The previous page's `next_cursor`.
     #[serde(default)]
     cursor: Option<String>,
+    /// Wait (up to 5 s) until the read model has applied this log position.
     #[serde(default)]
     min_position: Option<u64>,
 }
@@ -89,6 +103,16 @@ where
     Ok(into_page(items, limit, key))
 }
 
+/// Templates with their latest version, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/templates",
+    tag = "templates",
+    operation_id = "list_templates",
+    summary = "List templates",
+    params(Paging),
+    responses((status = 200, description = "A page of templates", body = Page<TemplateView>)),
+)]
 pub(super) async fn list_templates(
     State(state): State<QueryState>,
     _caller: Caller,
@@ -106,6 +130,16 @@ pub(super) async fn list_templates(
     Ok(with_position(page, position))
 }
 
+/// One template: its latest version and approval state.
+#[utoipa::path(
+    get,
+    path = "/api/templates/{id}",
+    tag = "templates",
+    operation_id = "get_template",
+    summary = "A template",
+    params(("id" = Uuid, Path, description = "The template's id"), Freshness),
+    responses((status = 200, description = "The template", body = TemplateView)),
+)]
 pub(super) async fn template(
     State(state): State<QueryState>,
     _caller: Caller,
@@ -130,6 +164,15 @@ pub(super) async fn template(
 }
 
 /// Custodians are listed to admins and auditors only: who may act in Keryu is their business.
+#[utoipa::path(
+    get,
+    path = "/api/custodians",
+    tag = "custodians",
+    operation_id = "list_custodians",
+    summary = "List custodians (admins and auditors)",
+    params(Paging),
+    responses((status = 200, description = "A page of custodians", body = Page<CustodianView>)),
+)]
 pub(super) async fn list_custodians(
     State(state): State<QueryState>,
     caller: Caller,

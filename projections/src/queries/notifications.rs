@@ -5,43 +5,55 @@ use axum::extract::State;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
 use keryu_domain::Role;
-use keryu_domain::notification::NotificationStatus;
+use keryu_domain::notification::{FailureReason, NotificationStatus};
 use keryu_infra::http::auth::Caller;
 use keryu_infra::http::json::{IdPath, QueryParams};
 use keryu_infra::http::problem::{Problem, ProblemKind};
 use serde::{Deserialize, Serialize};
 use sqlx::{FromRow, PgPool};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::{
-    Freshness, QueryState, custodian_scope, decode_cursor, into_page, page_limit, unavailable,
-    wait_for, with_position,
+    Freshness, Page, QueryState, custodian_scope, decode_cursor, into_page, page_limit,
+    unavailable, wait_for, with_position,
 };
 
 /// Filters and paging of `GET /api/notifications`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListNotifications {
+    /// Only notifications in this status.
     #[serde(default)]
+    #[param(value_type = Option<NotificationStatus>)]
     status: Option<String>,
+    /// Only notifications about this subject.
     #[serde(default)]
     subject_id: Option<Uuid>,
+    /// Only notifications this alarm caused.
     #[serde(default)]
     alarm_id: Option<Uuid>,
+    /// Only notifications created after this time.
     #[serde(default)]
     created_after: Option<DateTime<Utc>>,
+    /// Only notifications created before this time.
     #[serde(default)]
     created_before: Option<DateTime<Utc>>,
+    /// Page size, 1 to 500 (default 50).
     #[serde(default)]
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
+    /// The previous page's `next_cursor`.
     #[serde(default)]
     cursor: Option<String>,
+    /// Wait (up to 5 s) until the read model has applied this log position.
     #[serde(default)]
     min_position: Option<u64>,
 }
 
 /// One notification as the read model knows it.
-#[derive(Debug, Serialize, FromRow)]
+#[derive(Debug, Serialize, FromRow, ToSchema)]
 pub struct NotificationView {
     id: Uuid,
     subject_id: Uuid,
@@ -49,12 +61,14 @@ pub struct NotificationView {
     recipient: String,
     template_id: Option<Uuid>,
     template_version: Option<i32>,
+    #[schema(value_type = NotificationStatus)]
     status: String,
     attempt: i32,
     total_attempts: i32,
     max_attempts: i32,
     last_error_code: Option<i64>,
     last_error_message: Option<String>,
+    #[schema(value_type = Option<FailureReason>)]
     failure_reason: Option<String>,
     provider_message_id: Option<String>,
     scheduled_for: Option<DateTime<Utc>>,
@@ -69,9 +83,11 @@ pub struct NotificationView {
 }
 
 /// Notification counts by status, for dashboards.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Stats {
+    /// Statuses with at least one notification, and how many.
     notifications_by_status: std::collections::BTreeMap<String, i64>,
+    /// Every notification.
     notifications_total: i64,
 }
 
@@ -86,6 +102,17 @@ const NOTIFICATION_COLUMNS: &str = "id, subject_id, alarm_id, recipient, templat
      last_error_message, failure_reason, provider_message_id, scheduled_for, not_before, \
      created_at, queued_at, sent_at, delivered_at, read_at, failed_at, cancelled_at";
 
+/// Notifications, newest first, filtered and paged by a keyset cursor. Custodians see only
+/// their subjects' notifications.
+#[utoipa::path(
+    get,
+    path = "/api/notifications",
+    tag = "notifications",
+    operation_id = "list_notifications",
+    summary = "List notifications (also GET /api/notifications/list/)",
+    params(ListNotifications),
+    responses((status = 200, description = "A page of notifications", body = Page<NotificationView>)),
+)]
 pub(super) async fn list_notifications(
     State(state): State<QueryState>,
     caller: Caller,
@@ -133,6 +160,16 @@ pub(super) async fn list_notifications(
     Ok(with_position(page, position))
 }
 
+/// One notification's status, attempts and timestamps.
+#[utoipa::path(
+    get,
+    path = "/api/notifications/{id}",
+    tag = "notifications",
+    operation_id = "get_notification",
+    summary = "A notification's status (also GET /api/notifications/{id}/status/)",
+    params(("id" = Uuid, Path, description = "The notification's id"), Freshness),
+    responses((status = 200, description = "The notification", body = NotificationView)),
+)]
 pub(super) async fn notification_status(
     State(state): State<QueryState>,
     caller: Caller,
@@ -157,6 +194,15 @@ pub(super) async fn notification_status(
 
 /// Counts by status from the read model's counters. Custodians are refused: the counters span
 /// every subject.
+#[utoipa::path(
+    get,
+    path = "/api/stats",
+    tag = "stats",
+    operation_id = "get_stats",
+    summary = "Notification counts by status (not for custodians)",
+    params(Freshness),
+    responses((status = 200, description = "The counts", body = Stats)),
+)]
 pub(super) async fn stats(
     State(state): State<QueryState>,
     caller: Caller,

@@ -8,36 +8,47 @@ use keryu_infra::http::json::{IdPath, QueryParams};
 use keryu_infra::http::problem::{Problem, ProblemKind};
 use serde::{Deserialize, Serialize};
 use sqlx::FromRow;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::{
-    Freshness, QueryState, custodian_scope, decode_cursor, into_page, page_limit, unavailable,
-    wait_for, with_position,
+    Freshness, Page, QueryState, custodian_scope, decode_cursor, into_page, page_limit,
+    unavailable, wait_for, with_position,
 };
 
 /// One subject as the read model knows it, with its custodians.
-#[derive(Debug, Serialize, FromRow)]
+#[derive(Debug, Serialize, FromRow, ToSchema)]
 pub struct SubjectView {
     id: Uuid,
     name: String,
     phone: String,
+    /// Free-form, as the integrator gave them.
+    #[schema(value_type = Object)]
     preferences: serde_json::Value,
+    /// `false` once deactivated.
     active: bool,
+    /// The custodians looking after the subject.
     custodian_ids: Vec<Uuid>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
 
 /// Paging of `GET /api/subjects`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListSubjects {
+    /// Only active (`true`) or deactivated (`false`) subjects.
     #[serde(default)]
     active: Option<bool>,
+    /// Page size, 1 to 500 (default 50).
     #[serde(default)]
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
+    /// The previous page's `next_cursor`.
     #[serde(default)]
     cursor: Option<String>,
+    /// Wait (up to 5 s) until the read model has applied this log position.
     #[serde(default)]
     min_position: Option<u64>,
 }
@@ -48,6 +59,16 @@ const SUBJECT_SELECT: &str = "SELECT s.id, s.name, s.phone, s.preferences, s.act
      FROM projection_subjects.subjects s \
      LEFT JOIN projection_subjects.subject_custodians c ON c.subject_id = s.id";
 
+/// Subjects with their custodians, newest first. Custodians see only their own subjects.
+#[utoipa::path(
+    get,
+    path = "/api/subjects",
+    tag = "subjects",
+    operation_id = "list_subjects",
+    summary = "List subjects (also GET /api/subjects/list/)",
+    params(ListSubjects),
+    responses((status = 200, description = "A page of subjects", body = Page<SubjectView>)),
+)]
 pub(super) async fn list_subjects(
     State(state): State<QueryState>,
     caller: Caller,
@@ -77,6 +98,16 @@ pub(super) async fn list_subjects(
     Ok(with_position(page, position))
 }
 
+/// One subject with its custodians.
+#[utoipa::path(
+    get,
+    path = "/api/subjects/{id}",
+    tag = "subjects",
+    operation_id = "get_subject",
+    summary = "A subject",
+    params(("id" = Uuid, Path, description = "The subject's id"), Freshness),
+    responses((status = 200, description = "The subject", body = SubjectView)),
+)]
 pub(super) async fn subject(
     State(state): State<QueryState>,
     caller: Caller,

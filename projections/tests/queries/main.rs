@@ -1,6 +1,7 @@
 //! The query API over real HTTP and real read models: paging, filters, freshness, scoping.
 
 mod alarms;
+mod openapi;
 
 use std::collections::{BTreeSet, HashSet};
 use std::time::Duration;
