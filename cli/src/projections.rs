@@ -7,6 +7,7 @@ use clap::Subcommand;
 use keryu_infra::config::Config;
 use keryu_infra::event_store::{EventStore, Position};
 use keryu_infra::postgres::PgEventStore;
+use keryu_projections::alarms::AlarmsProjection;
 use keryu_projections::directory::DirectoryProjection;
 use keryu_projections::notifications::NotificationsProjection;
 use keryu_projections::projection::Projection;
@@ -18,7 +19,7 @@ use keryu_projections::timers::TimersProjection;
 use crate::migrate;
 
 /// The projections this build has, by name.
-const NAMES: [&str; 4] = ["notifications", "subjects", "directory", "timers"];
+const NAMES: [&str; 5] = ["notifications", "subjects", "directory", "alarms", "timers"];
 
 /// Projection subcommands.
 #[derive(Debug, Subcommand)]
@@ -29,7 +30,7 @@ pub enum ProjectionsAction {
     /// Replay the whole log into a shadow copy of a read model while the live one keeps
     /// serving, then swap them atomically. Interrupting it leaves the live copy untouched.
     Rebuild {
-        /// The projection to rebuild (notifications, subjects, directory, timers).
+        /// The projection to rebuild (notifications, subjects, directory, alarms, timers).
         name: Option<String>,
         /// Rebuild every projection, one after the other.
         #[arg(long, conflicts_with = "name")]
@@ -54,6 +55,7 @@ pub async fn run(config: &Config, action: ProjectionsAction) -> anyhow::Result<(
                 ),
                 ("subjects", status(&store, SubjectsProjection).await?),
                 ("directory", status(&store, DirectoryProjection).await?),
+                ("alarms", status(&store, AlarmsProjection).await?),
                 ("timers", status(&store, TimersProjection).await?),
             ];
             for (name, (checkpoint, unknown)) in rows {
@@ -73,6 +75,7 @@ pub async fn run(config: &Config, action: ProjectionsAction) -> anyhow::Result<(
                     "notifications" => rebuild_one(&store, NotificationsProjection).await?,
                     "subjects" => rebuild_one(&store, SubjectsProjection).await?,
                     "directory" => rebuild_one(&store, DirectoryProjection).await?,
+                    "alarms" => rebuild_one(&store, AlarmsProjection).await?,
                     "timers" => rebuild_one(&store, TimersProjection).await?,
                     other => bail!("no projection {other:?}; known: {}", NAMES.join(", ")),
                 }

@@ -16,6 +16,7 @@ use keryu_infra::config::{Config, NatsConfig, Secret, TwilioConfig};
 use keryu_infra::nats;
 use keryu_infra::postgres::PgEventStore;
 use keryu_projections::alarm_fanout::AlarmFanOut;
+use keryu_projections::alarms::AlarmsProjection;
 use keryu_projections::directory::DirectoryProjection;
 use keryu_projections::notifications::NotificationsProjection;
 use keryu_projections::projection::Projection;
@@ -75,6 +76,7 @@ pub async fn run(config: &Config, roles: Roles) -> anyhow::Result<()> {
     spawn_projector(&mut tasks, &store, NotificationsProjection, roles, &stop).await?;
     spawn_projector(&mut tasks, &store, SubjectsProjection, roles, &stop).await?;
     spawn_projector(&mut tasks, &store, DirectoryProjection, roles, &stop).await?;
+    spawn_projector(&mut tasks, &store, AlarmsProjection, roles, &stop).await?;
     spawn_projector(&mut tasks, &store, TimersProjection, roles, &stop).await?;
     if roles.projector {
         spawn_followers(&mut tasks, config, &store, &stop).await?;

@@ -51,13 +51,24 @@ pub fn documented_routes() -> (Router<AppState>, OpenApi) {
         .split_for_parts()
 }
 
+/// The OpenAPI document of the whole HTTP API: the command routes and the query routes of the
+/// read side ([`keryu_projections::queries`]), which `keryu serve` and `keryu command-api` serve
+/// together on one listener.
+pub fn api_document() -> OpenApi {
+    let (_, mut document) = documented_routes();
+    document.merge(keryu_projections::queries::openapi());
+    document
+}
+
 /// The document's frame: title, the problem schema and the bearer scheme.
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(
-        title = "Keryu command API",
-        description = "Commands of Keryu, an event-sourced notification service delivering over \
-            WhatsApp. Errors are RFC 9457 problems; POSTs accept an Idempotency-Key header."
+        title = "Keryu API",
+        description = "Commands and queries of Keryu, an event-sourced notification service \
+            delivering over WhatsApp. Errors are RFC 9457 problems; POSTs accept an \
+            Idempotency-Key header; query answers carry Keryu-Projection-Position and honour \
+            ?min_position=N (read-your-writes)."
     ),
     modifiers(&BearerAuth),
     components(schemas(ProblemDocument))
@@ -81,12 +92,13 @@ impl Modify for BearerAuth {
     }
 }
 
-/// Every command route, the seed's aliases, `GET /openapi.json` and `GET /docs`, with the API's
+/// Every command route, the seed's aliases, `GET /openapi.json` (commands and queries) and
+/// `GET /docs`, with the API's
 /// body limit, idempotency keys and problem answers for unknown paths and methods.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.settings().body_limit;
-    let (documented, openapi) = documented_routes();
-    let openapi = Arc::new(openapi);
+    let (documented, _) = documented_routes();
+    let openapi = Arc::new(api_document());
     documented
         .route("/api/notifications/create/", post(notifications::create))
         .route("/api/notifications/{id}/retry/", post(notifications::retry))

@@ -12,14 +12,14 @@ use keryu_domain::subject::SubjectEvent;
 use keryu_domain::template::TemplateEvent;
 use serde_json::{Map, Value, json};
 
-use crate::routes::documented_routes;
+use crate::routes::api_document;
 
 const JSON_SCHEMA_DIALECT: &str = "https://json-schema.org/draft/2020-12/schema";
 const COMPONENT_PREFIX: &str = "#/components/schemas/";
 
-/// The OpenAPI document of the command API.
+/// The OpenAPI document of the HTTP API: commands and the queries served next to them.
 pub fn openapi() -> Value {
-    serde_json::to_value(documented_routes().1).unwrap_or(Value::Null)
+    serde_json::to_value(api_document()).unwrap_or(Value::Null)
 }
 
 /// Every file of `schemas/`, by path relative to it.

@@ -8,6 +8,7 @@
 //! rebuild fill a shadow schema and swap it in.
 
 pub mod alarm_fanout;
+pub mod alarms;
 mod backoff;
 pub mod directory;
 pub mod notifications;

@@ -103,6 +103,19 @@ async fn the_api_serves_its_openapi_document_and_docs(pool: PgPool) {
             "{path} is not documented"
         );
     }
+    // The query routes, served next to the commands, are in the same document.
+    for (path, method) in [
+        ("/api/notifications", "get"),
+        ("/api/notifications", "post"),
+        ("/api/alarms", "get"),
+        ("/api/alarms/{id}", "get"),
+        ("/api/stats", "get"),
+    ] {
+        assert!(
+            document["paths"][path].get(method).is_some(),
+            "{method} {path} is not documented"
+        );
+    }
     let docs = api
         .client
         .get(format!("{}/docs", api.base))

@@ -1,5 +1,8 @@
 //! The query API over real HTTP and real read models: paging, filters, freshness, scoping.
 
+mod alarms;
+mod openapi;
+
 use std::collections::{BTreeSet, HashSet};
 use std::time::Duration;
 
@@ -7,11 +10,12 @@ use chrono::Utc;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use keryu_domain::notification::{Notification, NotificationCommand, NotificationContent};
 use keryu_domain::subject::{Subject, SubjectCommand};
-use keryu_domain::{CustodianId, NotificationId, RetryPolicy, Role, SubjectId};
+use keryu_domain::{AlarmId, CustodianId, NotificationId, RetryPolicy, Role, SubjectId};
 use keryu_infra::event_store::{EventMetadata, EventStore, StreamName};
 use keryu_infra::http::auth::{TokenIssuer, TokenVerifier};
 use keryu_infra::postgres::PgEventStore;
 use keryu_infra::repository;
+use keryu_projections::alarms::AlarmsProjection;
 use keryu_projections::directory::DirectoryProjection;
 use keryu_projections::notifications::NotificationsProjection;
 use keryu_projections::projector::Projector;
@@ -28,6 +32,7 @@ struct World {
     base: String,
     client: reqwest::Client,
     issuer: TokenIssuer,
+    projectors: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl World {
@@ -36,13 +41,19 @@ impl World {
         let notifications = Projector::new(store.clone(), NotificationsProjection);
         let subjects = Projector::new(store.clone(), SubjectsProjection);
         let directory = Projector::new(store.clone(), DirectoryProjection);
+        let alarms = Projector::new(store.clone(), AlarmsProjection);
         notifications.prepare().await.expect("prepare");
         subjects.prepare().await.expect("prepare");
         directory.prepare().await.expect("prepare");
+        alarms.prepare().await.expect("prepare");
+        let mut projectors = Vec::new();
         if run_projectors {
-            tokio::spawn(async move { notifications.run(std::future::pending()).await });
-            tokio::spawn(async move { subjects.run(std::future::pending()).await });
-            tokio::spawn(async move { directory.run(std::future::pending()).await });
+            projectors = vec![
+                tokio::spawn(async move { notifications.run(std::future::pending()).await }),
+                tokio::spawn(async move { subjects.run(std::future::pending()).await }),
+                tokio::spawn(async move { directory.run(std::future::pending()).await }),
+                tokio::spawn(async move { alarms.run(std::future::pending()).await }),
+            ];
         }
         let verifier = TokenVerifier::new(
             Algorithm::HS256,
@@ -68,6 +79,16 @@ impl World {
             base,
             client: reqwest::Client::new(),
             issuer,
+            projectors,
+        }
+    }
+
+    /// Stops the live projectors, giving their connections (each holds a `LISTEN` one) back to
+    /// the test's small pool.
+    async fn stop_projectors(&mut self) {
+        for projector in self.projectors.drain(..) {
+            projector.abort();
+            let _ = projector.await;
         }
     }
 
@@ -120,6 +141,14 @@ impl World {
     }
 
     async fn notification(&self, subject_id: SubjectId) -> NotificationId {
+        self.notification_caused_by(subject_id, None).await
+    }
+
+    async fn notification_caused_by(
+        &self,
+        subject_id: SubjectId,
+        alarm_id: Option<AlarmId>,
+    ) -> NotificationId {
         let id = NotificationId(Uuid::now_v7());
         let stream = StreamName::of::<Notification>(id).expect("stream");
         let create = NotificationCommand::Create {
@@ -131,7 +160,7 @@ impl World {
             },
             scheduled_for: None,
             retry_policy: RetryPolicy::default(),
-            alarm_id: None,
+            alarm_id,
             at: Utc::now(),
         };
         repository::execute::<Notification>(
@@ -496,18 +525,27 @@ async fn dump_schema(pool: &PgPool, schema: &str) -> Vec<String> {
 async fn every_projection_rebuilds_to_its_live_tables(pool: PgPool) {
     use keryu_projections::rebuild::rebuild;
 
-    let world = World::start(pool.clone(), true).await;
+    let mut world = World::start(pool.clone(), true).await;
     let carla = CustodianId(Uuid::now_v7());
     let assigned = [carla];
     for n in 0..4 {
         let custodians: &[CustodianId] = if n % 2 == 0 { &assigned } else { &[] };
         let subject = world.subject(custodians).await;
         world.notification(subject).await;
+        let alarm = world.alarm(subject).await;
+        world.notification_caused_by(subject, Some(alarm)).await;
+        if n % 2 == 1 {
+            world.acknowledge(alarm).await;
+        }
     }
     let admin = world.token(Role::Admin, "admin");
     world.settled(&admin).await;
     let head = world.head().await;
-    for schema in ["projection_subjects", "projection_directory"] {
+    for schema in [
+        "projection_subjects",
+        "projection_directory",
+        "projection_alarms",
+    ] {
         for _ in 0..100 {
             let position: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
                 "SELECT position FROM {schema}.checkpoint"
@@ -522,11 +560,15 @@ async fn every_projection_rebuilds_to_its_live_tables(pool: PgPool) {
         }
     }
 
+    // Four live projectors hold four of the test pool's five connections; a rebuild under a
+    // live projector is tested with the notifications projection.
+    world.stop_projectors().await;
     let store = world.store.clone();
     let live = [
         dump_schema(&pool, "projection_notifications").await,
         dump_schema(&pool, "projection_subjects").await,
         dump_schema(&pool, "projection_directory").await,
+        dump_schema(&pool, "projection_alarms").await,
     ];
     rebuild(
         &Projector::new(store.clone(), NotificationsProjection),
@@ -540,14 +582,27 @@ async fn every_projection_rebuilds_to_its_live_tables(pool: PgPool) {
     )
     .await
     .expect("subjects");
-    rebuild(&Projector::new(store, DirectoryProjection), |_, _| {})
+    rebuild(
+        &Projector::new(store.clone(), DirectoryProjection),
+        |_, _| {},
+    )
+    .await
+    .expect("directory");
+    rebuild(&Projector::new(store, AlarmsProjection), |_, _| {})
         .await
-        .expect("directory");
+        .expect("alarms");
     let rebuilt = [
         dump_schema(&pool, "projection_notifications").await,
         dump_schema(&pool, "projection_subjects").await,
         dump_schema(&pool, "projection_directory").await,
+        dump_schema(&pool, "projection_alarms").await,
     ];
-    assert!(!live[0].is_empty() && !live[1].is_empty());
+    assert!(!live[0].is_empty() && !live[1].is_empty() && !live[3].is_empty());
+    assert!(
+        live[3]
+            .iter()
+            .any(|row| row.starts_with("alarm_notifications: ")),
+        "the workload caused notifications"
+    );
     assert_eq!(rebuilt, live);
 }
