@@ -11,9 +11,9 @@ mod token;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use keryu_infra::config::Config;
+use keryu_infra::config::{Config, ConfigError};
+use keryu_infra::telemetry::{self, LogFormat};
 use serve::Roles;
-use tracing_subscriber::EnvFilter;
 
 /// Keryu — event-sourced notifications over WhatsApp.
 ///
@@ -42,6 +42,9 @@ enum Task {
     TwilioSim(sim::SimArgs),
     /// Create the database if it is missing and bring its schema up to date.
     Migrate,
+    /// Inspect the configuration.
+    #[command(subcommand)]
+    Config(ConfigAction),
     /// Operate the read models: status, rebuild.
     #[command(subcommand)]
     Projections(projections::ProjectionsAction),
@@ -53,16 +56,23 @@ enum Task {
     Token(token::TokenAction),
 }
 
+#[derive(Debug, Subcommand)]
+enum ConfigAction {
+    /// Validate the configuration and print the effective values, secrets masked.
+    Check,
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("KERYU_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    match run(cli).await {
+    // The configuration decides the log format, so it is read first; its errors are printed
+    // like every other failure below.
+    let config = Config::load();
+    let format = config
+        .as_ref()
+        .map_or(LogFormat::Pretty, |config| config.observability.log_format);
+    telemetry::init_logging(format);
+    match run(cli, config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             // One line with the whole cause chain: what an operator reads in a terminal or a log.
@@ -72,8 +82,8 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
-    let config = Config::load()?;
+async fn run(cli: Cli, config: Result<Config, ConfigError>) -> anyhow::Result<()> {
+    let config = config?;
     for warning in config.warnings() {
         tracing::warn!("{warning}");
     }
@@ -124,6 +134,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Task::TwilioSim(args) => sim::run(args).await,
         Task::Migrate => migrate::run(&config).await.map(drop),
+        Task::Config(ConfigAction::Check) => {
+            // Secrets print masked: `Secret`'s Debug never shows its value.
+            println!("{config:#?}");
+            for warning in config.warnings() {
+                println!("warning: {warning}");
+            }
+            Ok(())
+        }
         Task::Projections(action) => projections::run(&config, action).await,
         Task::Custodian(action) => custodian::run(&config, action).await,
         Task::Token(action) => token::run(&config, &action),

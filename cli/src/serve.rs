@@ -6,18 +6,22 @@ use std::time::Duration;
 
 use anyhow::Context;
 use async_nats::jetstream;
+use axum::Router;
 use keryu_command_api::webhooks::StatusWebhook;
 use keryu_command_api::{AppState, Settings, auth, idempotency, router};
-use keryu_dispatcher::dispatch::{Dispatcher, DispatcherSettings};
+use keryu_dispatcher::dispatch::{Dispatcher, DispatcherSettings, TwilioCheck};
 use keryu_dispatcher::rate_limit::SenderRateLimiter;
 use keryu_dispatcher::simulator::{self, SimulatorConfig};
 use keryu_dispatcher::twilio::{TwilioClient, TwilioSettings};
 use keryu_infra::config::{Config, NatsConfig, Secret, TwilioConfig};
+use keryu_infra::http::ops::{DatabaseCheck, NatsCheck, Ops, track_requests};
 use keryu_infra::nats;
 use keryu_infra::postgres::PgEventStore;
+use keryu_infra::telemetry;
 use keryu_projections::alarm_fanout::AlarmFanOut;
 use keryu_projections::alarms::AlarmsProjection;
 use keryu_projections::directory::DirectoryProjection;
+use keryu_projections::lag::{LagCheck, LagProbe};
 use keryu_projections::notifications::NotificationsProjection;
 use keryu_projections::projection::Projection;
 use keryu_projections::projector::Projector;
@@ -59,8 +63,10 @@ impl Stop {
 }
 
 /// Migrates, then runs `roles` until a shutdown signal: in-flight requests, sends and batches
-/// are finished first.
+/// are finished first. Every process serves `/healthz`, `/readyz` and `/metrics` on
+/// `KERYU_HTTP_ADDR`; the command-api role adds the API there.
 pub async fn run(config: &Config, roles: Roles) -> anyhow::Result<()> {
+    let metrics = telemetry::metrics();
     let pool = migrate::run(config).await?;
     let store = PgEventStore::new(pool);
     let (stop_sender, stopped) = watch::channel(false);
@@ -70,6 +76,33 @@ pub async fn run(config: &Config, roles: Roles) -> anyhow::Result<()> {
     });
     let stop = Stop(stopped);
     let twilio = twilio_account(config, roles, &stop).await?;
+    let nats = if roles.projector || roles.dispatcher {
+        Some(
+            nats::connect(&config.nats)
+                .await
+                .context("could not connect to NATS (NATS_URL)")?,
+        )
+    } else {
+        None
+    };
+
+    let lag = LagProbe::new(
+        store.pool().clone(),
+        PROJECTIONS.to_vec(),
+        vec![RELAY, FAN_OUT],
+    );
+    let mut ops = Ops::new(metrics)
+        .with_check(DatabaseCheck(store.pool().clone()))
+        .with_refresher(lag.clone());
+    if let Some(client) = &nats {
+        ops = ops.with_check(NatsCheck(client.clone()));
+    }
+    if roles.projector {
+        ops = ops.with_check(LagCheck {
+            probe: lag,
+            max_events: config.observability.ready_max_lag_events,
+        });
+    }
 
     // The read models' schemas exist before anything queries them, whichever roles run here.
     let mut tasks = JoinSet::new();
@@ -78,26 +111,37 @@ pub async fn run(config: &Config, roles: Roles) -> anyhow::Result<()> {
     spawn_projector(&mut tasks, &store, DirectoryProjection, roles, &stop).await?;
     spawn_projector(&mut tasks, &store, AlarmsProjection, roles, &stop).await?;
     spawn_projector(&mut tasks, &store, TimersProjection, roles, &stop).await?;
-    if roles.projector {
-        spawn_followers(&mut tasks, config, &store, &stop).await?;
+    if let (true, Some(client)) = (roles.projector, &nats) {
+        spawn_followers(&mut tasks, config, &store, client.clone(), &stop);
     }
-    if roles.dispatcher {
+    if let (true, Some(client)) = (roles.dispatcher, &nats) {
         let dispatcher = dispatcher(config, &twilio, &store)?;
+        ops = ops.with_check(TwilioCheck(dispatcher.client().clone()));
         tasks.spawn(run_dispatcher(
             dispatcher,
+            client.clone(),
             config.nats.clone(),
             config.dispatcher.concurrency,
             stop.clone(),
         ));
     }
-    if roles.command_api {
-        serve_http(config, &twilio, store, stop.signalled()).await?;
-    }
+    let api = roles
+        .command_api
+        .then(|| api_router(config, &twilio, store.clone()))
+        .transpose()?;
+    serve_http(config, ops, api, stop.signalled()).await?;
     while let Some(finished) = tasks.join_next().await {
         finished.context("a role panicked")??;
     }
     Ok(())
 }
+
+/// Every read model, by projection name (for lag and readiness).
+const PROJECTIONS: [&str; 5] = ["notifications", "subjects", "directory", "alarms", "timers"];
+/// The relay's checkpoint name.
+const RELAY: &str = "outbox_relay";
+/// The alarm fan-out's checkpoint name.
+const FAN_OUT: &str = "alarm_fanout";
 
 /// Prepares `projection`'s read model and, for the projector role, keeps it up to date.
 async fn spawn_projector<P: Projection>(
@@ -123,14 +167,15 @@ async fn spawn_projector<P: Projection>(
     Ok(())
 }
 
-/// The log followers with effects outside the read models: the relay (once NATS answers),
-/// the alarm fan-out and the timers' scheduler.
-async fn spawn_followers(
+/// The log followers with effects outside the read models: the relay (once JetStream
+/// answers), the alarm fan-out and the timers' scheduler.
+fn spawn_followers(
     tasks: &mut JoinSet<anyhow::Result<()>>,
     config: &Config,
     store: &PgEventStore,
+    client: async_nats::Client,
     stop: &Stop,
-) -> anyhow::Result<()> {
+) {
     let fan_out = AlarmFanOut::new(store.clone(), config.commands.max_attempts);
     spawn_reactor(tasks, store, fan_out, stop);
 
@@ -147,9 +192,6 @@ async fn spawn_followers(
         Ok(())
     });
 
-    let client = nats::connect(&config.nats)
-        .await
-        .context("could not connect to NATS (NATS_URL)")?;
     let jetstream = jetstream::new(client);
     let nats_config = config.nats.clone();
     let store = store.clone();
@@ -167,7 +209,6 @@ async fn spawn_followers(
         }
         Ok(())
     });
-    Ok(())
 }
 
 fn spawn_reactor<R: Reaction>(
@@ -272,13 +313,11 @@ fn dispatcher(
 /// Consumes queued notifications once NATS answers, until stopped.
 async fn run_dispatcher(
     dispatcher: Dispatcher,
+    client: async_nats::Client,
     nats_config: NatsConfig,
     concurrency: usize,
     stop: Stop,
 ) -> anyhow::Result<()> {
-    let client = nats::connect(&nats_config)
-        .await
-        .context("could not connect to NATS (NATS_URL)")?;
     let jetstream = jetstream::new(client);
     let Some(consumer) = retry_until_stopped(&stop, "create the dispatcher's consumer", || {
         Dispatcher::consumer(&jetstream, &nats_config, concurrency)
@@ -294,12 +333,12 @@ async fn run_dispatcher(
         .map_err(|error| anyhow::anyhow!("the dispatcher failed: {error}"))
 }
 
-async fn serve_http(
+/// The command and query API with the Twilio status webhook.
+fn api_router(
     config: &Config,
     twilio: &TwilioConfig,
     store: PgEventStore,
-    stop: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Router> {
     let (verifier, issuer) = auth::from_config(&config.auth)?;
     tokio::spawn(sweep_idempotency_keys(store.pool().clone()));
     let queries = QueryState::new(store.pool().clone(), verifier.clone());
@@ -319,19 +358,31 @@ async fn serve_http(
             body_limit: config.http.body_limit,
         },
     );
+    Ok(router(state)
+        .merge(keryu_projections::queries::router(queries))
+        .merge(webhook.router()))
+}
+
+/// Serves the operations routes, and the API when this process runs it, until `stop`.
+async fn serve_http(
+    config: &Config,
+    ops: Ops,
+    api: Option<Router>,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let mut app = ops.router();
+    if let Some(api) = api {
+        app = app.merge(api);
+    }
+    let app = app.layer(axum::middleware::from_fn(track_requests));
     let listener = tokio::net::TcpListener::bind(config.http.addr)
         .await
         .with_context(|| format!("could not listen on {} (KERYU_HTTP_ADDR)", config.http.addr))?;
-    tracing::info!(addr = %listener.local_addr()?, "the HTTP API is listening");
-    axum::serve(
-        listener,
-        router(state)
-            .merge(keryu_projections::queries::router(queries))
-            .merge(webhook.router()),
-    )
-    .with_graceful_shutdown(stop)
-    .await
-    .context("the HTTP server failed")
+    tracing::info!(addr = %listener.local_addr()?, "listening for HTTP");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(stop)
+        .await
+        .context("the HTTP server failed")
 }
 
 /// Forgets idempotency records past their retention, hourly. Several instances sweeping at

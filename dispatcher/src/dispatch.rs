@@ -18,7 +18,7 @@
 //! dispatchers themselves.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, AckKind, consumer};
 use chrono::Utc;
@@ -29,6 +29,7 @@ use keryu_domain::notification::{
 };
 use keryu_infra::config::{NatsConfig, TwilioConfig};
 use keryu_infra::event_store::{Actor, EventMetadata, InvalidStreamName, StreamName};
+use keryu_infra::http::ops::{BoxFuture, CheckOutcome, ReadinessCheck};
 use keryu_infra::nats::{RelayedEvent, subject_for};
 use keryu_infra::postgres::PgEventStore;
 use keryu_infra::repository::{self, CommandError};
@@ -37,7 +38,7 @@ use tokio::task::JoinSet;
 use uuid::Uuid;
 
 use crate::rate_limit::SenderRateLimiter;
-use crate::twilio::{OutgoingContent, OutgoingMessage, SendError, TwilioClient};
+use crate::twilio::{MessageResource, OutgoingContent, OutgoingMessage, SendError, TwilioClient};
 
 /// How a dispatcher sends.
 #[derive(Debug, Clone)]
@@ -110,6 +111,11 @@ impl Dispatcher {
         }
     }
 
+    /// The Twilio client, e.g. for a readiness check.
+    pub fn client(&self) -> &TwilioClient {
+        &self.client
+    }
+
     /// Dispatches one notification: claim, send, record. See the module docs.
     ///
     /// # Errors
@@ -125,7 +131,10 @@ impl Dispatcher {
         if current.state.status != NotificationStatus::Queued {
             return Ok(Dispatched::Skipped);
         }
+        let waiting = Instant::now();
         self.limiter.acquire(&self.settings.sender).await?;
+        metrics::histogram!("keryu_rate_limiter_wait_seconds")
+            .record(waiting.elapsed().as_secs_f64());
         let claim = NotificationCommand::StartAttempt {
             dispatcher: self.settings.id.clone(),
             at: Utc::now(),
@@ -155,7 +164,12 @@ impl Dispatcher {
             content: outgoing_content(&created.content),
             status_callback: Some(self.settings.twilio.status_callback_url(id.0)),
         };
-        let (outcome, command) = match self.client.create_message(&message).await {
+        let calling = Instant::now();
+        let answer = self.client.create_message(&message).await;
+        metrics::histogram!("keryu_twilio_request_duration_seconds")
+            .record(calling.elapsed().as_secs_f64());
+        record_send(&answer);
+        let (outcome, command) = match answer {
             Ok(resource) => (
                 Dispatched::Sent {
                     provider_message_id: resource.sid.clone(),
@@ -278,6 +292,7 @@ impl Dispatcher {
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         tokio::pin!(shutdown);
+        let pending = tokio::spawn(report_pending(consumer.clone()));
         let slots = Arc::new(Semaphore::new(self.settings.concurrency.max(1)));
         let mut in_flight = JoinSet::new();
         'consume: loop {
@@ -308,6 +323,7 @@ impl Dispatcher {
                 while in_flight.try_join_next().is_some() {}
             }
         }
+        pending.abort();
         while in_flight.join_next().await.is_some() {}
         Ok(())
     }
@@ -349,6 +365,56 @@ impl Dispatcher {
             }
         }
     }
+}
+
+/// Ready while Twilio's API base answers.
+pub struct TwilioCheck(pub TwilioClient);
+
+impl ReadinessCheck for TwilioCheck {
+    fn name(&self) -> &'static str {
+        "twilio"
+    }
+
+    fn check(&self) -> BoxFuture<'_, CheckOutcome> {
+        Box::pin(async move {
+            match self.0.ping().await {
+                Ok(status) => CheckOutcome::pass(serde_json::json!({ "http_status": status })),
+                Err(error) => CheckOutcome::fail(error),
+            }
+        })
+    }
+}
+
+/// Publishes how many queued-notification messages wait in the consumer, every 5 s.
+async fn report_pending(mut consumer: consumer::Consumer<consumer::pull::Config>) {
+    let mut every = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        every.tick().await;
+        if let Ok(info) = consumer.info().await {
+            metrics::gauge!("keryu_jetstream_pending_messages").set(info.num_pending as f64);
+        }
+    }
+}
+
+/// Counts a Twilio call by outcome and error code.
+fn record_send(answer: &Result<MessageResource, SendError>) {
+    let (outcome, code) = match answer {
+        Ok(_) => ("sent", String::new()),
+        Err(error) => {
+            let outcome = match error.kind() {
+                FailureKind::Transient => "transient",
+                FailureKind::Permanent => "permanent",
+            };
+            (
+                outcome,
+                error
+                    .code()
+                    .map(|code| code.to_string())
+                    .unwrap_or_default(),
+            )
+        }
+    };
+    metrics::counter!("keryu_sends_total", "outcome" => outcome, "code" => code).increment(1);
 }
 
 /// Twilio's parameters for a notification's content: an approved WhatsApp template goes as

@@ -124,6 +124,29 @@ impl TwilioClient {
         })
     }
 
+    /// Whether Twilio's API answers at all: a `GET` of the account's message list, whose
+    /// status (even 401 or 404) proves the base is reachable. For readiness probes.
+    ///
+    /// # Errors
+    /// [`SendError::Unreachable`] when nothing answered in time.
+    pub async fn ping(&self) -> Result<u16, SendError> {
+        self.inner
+            .http
+            .get(format!("{}.json?PageSize=1", self.inner.messages_url))
+            .basic_auth(
+                &self.inner.account_sid,
+                Some(self.inner.auth_token.expose()),
+            )
+            .timeout(std::time::Duration::from_secs(2))
+            .send()
+            .await
+            .map(|response| response.status().as_u16())
+            .map_err(|error| SendError::Unreachable {
+                reason: error.to_string(),
+                timed_out: error.is_timeout(),
+            })
+    }
+
     /// Asks Twilio to send `message` (`POST /2010-04-01/Accounts/{sid}/Messages.json`).
     ///
     /// A `201` means Twilio accepted it (status `queued`); delivery is reported later by status

@@ -14,6 +14,8 @@ use std::str::FromStr;
 
 use keryu_domain::notification::OutcomeUnknownPolicy;
 
+use crate::telemetry::LogFormat;
+
 pub use secret::Secret;
 
 /// Everything a Keryu process needs to know about its surroundings.
@@ -33,6 +35,18 @@ pub struct Config {
     pub twilio: TwilioConfig,
     /// How dispatchers send.
     pub dispatcher: DispatcherConfig,
+    /// Logs and readiness.
+    pub observability: ObservabilityConfig,
+}
+
+/// How a process reports on itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObservabilityConfig {
+    /// `KERYU_LOG_FORMAT`: `pretty` (default) or `json` (one object per line).
+    pub log_format: LogFormat,
+    /// `KERYU_READY_MAX_LAG_EVENTS`: a projector reports not ready while a read model or
+    /// process is further behind the log than this.
+    pub ready_max_lag_events: i64,
 }
 
 /// Where the event store lives and how many connections a process may hold to it.
@@ -284,6 +298,10 @@ impl Config {
                     parse_outcome_unknown_policy,
                 )?,
             },
+            observability: ObservabilityConfig {
+                log_format: keys.parse("KERYU_LOG_FORMAT", LogFormat::Pretty)?,
+                ready_max_lag_events: keys.positive("KERYU_READY_MAX_LAG_EVENTS", 10_000)?,
+            },
         })
     }
 
@@ -469,6 +487,7 @@ mod tests {
             ("KERYU_SENDER_MPS", "-1"),
             ("KERYU_OUTCOME_UNKNOWN_POLICY", "maybe"),
             ("KERYU_DISPATCHER_CONCURRENCY", "0"),
+            ("KERYU_LOG_FORMAT", "xml"),
         ] {
             let error = config(&[(key, value)]).expect_err(value);
             assert_eq!(error.key, key);

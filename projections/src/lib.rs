@@ -11,6 +11,7 @@ pub mod alarm_fanout;
 pub mod alarms;
 mod backoff;
 pub mod directory;
+pub mod lag;
 pub mod notifications;
 pub mod projection;
 pub mod projector;

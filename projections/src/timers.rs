@@ -222,6 +222,8 @@ impl Scheduler {
         match repository::execute::<Notification>(&self.store, &stream, command, &metadata, 3).await
         {
             Ok(_) => {
+                metrics::counter!("keryu_timers_fired_total", "kind" => timer.kind.clone())
+                    .increment(1);
                 tracing::debug!(notification = %timer.notification_id, kind = %timer.kind, "timer fired");
                 true
             }

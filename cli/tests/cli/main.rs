@@ -2,5 +2,6 @@
 
 mod delivery;
 mod migrate;
+mod ops;
 mod serve;
 mod support;

@@ -1,0 +1,118 @@
+//! What operators rely on: health, readiness, metrics and the effective configuration.
+
+use serde_json::{Value, json};
+
+use crate::support::{Deployment, free_port, keryu, stderr};
+
+#[tokio::test]
+async fn every_process_reports_health_readiness_and_metrics() {
+    let deployment = Deployment::start(&["--callback-delay-ms", "50"], &[]).await;
+    let subject = deployment.subject("+15551150001").await;
+    let id = deployment
+        .notify(json!({ "subject_id": subject, "body": "Measured" }))
+        .await;
+    deployment.wait_for_status(&id, &["read"], 30).await;
+
+    let get = |path: &str| {
+        deployment
+            .client
+            .get(format!("{}{path}", deployment.base))
+            .send()
+    };
+    let health = get("/healthz").await.expect("healthz");
+    assert_eq!(health.status().as_u16(), 200);
+    let ready = get("/readyz").await.expect("readyz");
+    assert_eq!(ready.status().as_u16(), 200);
+    let ready: Value = ready.json().await.expect("json");
+    for check in ["database", "nats", "twilio", "projection_lag"] {
+        assert_eq!(ready["checks"][check]["ok"], true, "{check}: {ready}");
+    }
+    let metrics = get("/metrics")
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    for expected in [
+        "keryu_sends_total{outcome=\"sent\"",
+        "keryu_http_requests_total{method=\"POST\",route=\"/api/notifications\",status=\"202\"}",
+        "keryu_commands_total{aggregate=\"notification\",outcome=\"accepted\"}",
+        "keryu_projection_lag_events{projection=\"notifications\"}",
+        "keryu_event_store_append_duration_seconds_bucket",
+        "keryu_twilio_request_duration_seconds_bucket",
+        "keryu_log_head_position",
+    ] {
+        assert!(
+            metrics.contains(expected),
+            "{expected} missing from:\n{metrics}"
+        );
+    }
+    deployment.stop().await;
+}
+
+#[tokio::test]
+async fn a_dispatcher_that_cannot_reach_twilio_is_not_ready() {
+    let deployment = Deployment::start(&[], &[]).await;
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut lost = std::process::Command::new(env!("CARGO_BIN_EXE_keryu"))
+        .arg("dispatcher")
+        .envs(
+            deployment
+                .env
+                .iter()
+                .map(|(key, value)| (key.as_str(), value.as_str())),
+        )
+        .env("KERYU_HTTP_ADDR", &addr)
+        .env(
+            "TWILIO_API_BASE",
+            format!("http://127.0.0.1:{}", free_port()),
+        )
+        .spawn()
+        .expect("spawn");
+    let mut answer = None;
+    for _ in 0..100 {
+        if let Ok(response) = deployment
+            .client
+            .get(format!("http://{addr}/readyz"))
+            .send()
+            .await
+        {
+            answer = Some(response);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let answer = answer.expect("the dispatcher serves /readyz");
+    assert_eq!(answer.status().as_u16(), 503);
+    let body: Value = answer.json().await.expect("json");
+    assert_eq!(body["status"], "not_ready");
+    assert_eq!(body["checks"]["twilio"]["ok"], false, "{body}");
+    assert_eq!(body["checks"]["database"]["ok"], true, "{body}");
+    let _ = lost.kill();
+    let _ = lost.wait();
+    deployment.stop().await;
+}
+
+#[test]
+fn config_check_prints_the_effective_configuration_with_secrets_masked() {
+    let checked = keryu(
+        &["config", "check"],
+        &[
+            ("TWILIO_AUTH_TOKEN", "twilio-s3cret"),
+            ("KERYU_JWT_SECRET", "jwt-s3cret-jwt-s3cret"),
+            ("KERYU_SENDER_MPS", "80"),
+        ],
+    );
+    assert!(checked.status.success(), "{}", stderr(&checked));
+    let printed = String::from_utf8_lossy(&checked.stdout);
+    assert!(printed.contains("sender_mps: 80.0"), "{printed}");
+    assert!(!printed.contains("s3cret"), "{printed}");
+
+    let refused = keryu(&["config", "check"], &[("KERYU_SENDER_MPS", "fast")]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("KERYU_SENDER_MPS"),
+        "{}",
+        stderr(&refused)
+    );
+}
