@@ -4,6 +4,7 @@
 //! binary as [`MIGRATOR`] and applied by `keryu migrate` and at the start of every role.
 
 mod event_store;
+mod group_commit;
 mod rows;
 mod subscription;
 

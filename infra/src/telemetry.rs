@@ -110,6 +110,10 @@ fn describe() {
         metrics::Unit::Seconds,
         "Time to append a batch of events, transaction included"
     );
+    describe_histogram!(
+        "keryu_event_store_group_size",
+        "Appends committed together in one transaction (group commit)"
+    );
     describe_counter!(
         "keryu_event_store_conflicts_total",
         "Appends refused because the stream moved (optimistic concurrency)"

@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use sqlx::postgres::PgDatabaseError;
 use sqlx::{PgPool, Postgres, Transaction};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
+use super::group_commit::{self, AppendRequest};
 use super::rows::{EventRow, select_events};
 use super::subscription;
 use crate::event_store::{
@@ -28,6 +29,8 @@ pub struct PgEventStore {
     /// Commit announcements shared by every subscription of this store (and its clones): one
     /// LISTEN connection per process instead of one per subscription.
     commits: Arc<OnceLock<watch::Receiver<u64>>>,
+    /// The group-commit writer every append of this store (and its clones) goes through.
+    writer: Arc<OnceLock<mpsc::Sender<AppendRequest>>>,
 }
 
 /// How subscriptions read the log.
@@ -56,6 +59,7 @@ impl PgEventStore {
             pool,
             subscription: SubscriptionOptions::default(),
             commits: Arc::new(OnceLock::new()),
+            writer: Arc::new(OnceLock::new()),
         }
     }
 
@@ -226,7 +230,7 @@ fn is_unique_violation(error: &sqlx::Error, constraint: &str) -> bool {
         .is_some_and(|db| db.code() == "23505" && db.constraint() == Some(constraint))
 }
 
-fn backend(error: sqlx::Error) -> AppendError {
+pub(super) fn backend(error: sqlx::Error) -> AppendError {
     AppendError::Store(StoreError::Backend(Box::new(error)))
 }
 
@@ -237,21 +241,32 @@ impl EventStore for PgEventStore {
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
     ) -> Result<AppendResult, AppendError> {
+        if events.is_empty() {
+            return Err(AppendError::NoEvents);
+        }
         let started = std::time::Instant::now();
-        let mut transaction = self.pool.begin().await.map_err(backend)?;
-        let result = match Self::append_in(&mut transaction, stream, expected, &events).await {
-            Ok(result) => result,
-            Err(error) => {
-                if matches!(error, AppendError::WrongExpectedVersion { .. }) {
-                    metrics::counter!("keryu_event_store_conflicts_total").increment(1);
-                }
-                return Err(error);
-            }
+        let writer = self
+            .writer
+            .get_or_init(|| group_commit::start(self.pool.clone()));
+        let (reply, answer) = oneshot::channel();
+        let request = AppendRequest {
+            stream: stream.clone(),
+            expected,
+            events,
+            reply,
         };
-        transaction.commit().await.map_err(backend)?;
-        metrics::histogram!("keryu_event_store_append_duration_seconds")
-            .record(started.elapsed().as_secs_f64());
-        Ok(result)
+        let stopped = || AppendError::Store(StoreError::Backend("the log writer stopped".into()));
+        writer.send(request).await.map_err(|_| stopped())?;
+        let result = answer.await.map_err(|_| stopped())?;
+        match &result {
+            Ok(_) => metrics::histogram!("keryu_event_store_append_duration_seconds")
+                .record(started.elapsed().as_secs_f64()),
+            Err(AppendError::WrongExpectedVersion { .. }) => {
+                metrics::counter!("keryu_event_store_conflicts_total").increment(1);
+            }
+            Err(_) => {}
+        }
+        result
     }
 
     async fn read_stream(

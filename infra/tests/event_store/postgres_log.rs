@@ -122,3 +122,88 @@ async fn the_events_table_is_append_only(pool: PgPool) {
     assert_eq!(remaining.len(), 1);
     assert_eq!(remaining[0].data, event(1).data);
 }
+
+/// Many appends at once are committed in groups (one transaction each); every append still
+/// keeps its own contract: its expected version against the appends queued before it, its
+/// retries answered with the first result, and the global order gap-free.
+#[sqlx::test(migrator = "keryu_infra::postgres::MIGRATOR")]
+async fn grouped_appends_keep_every_appends_contract(pool: PgPool) {
+    use keryu_infra::event_store::AppendError;
+
+    let store = PgEventStore::new(pool);
+    let shared = stream("notification");
+    store
+        .append(&shared, ExpectedVersion::NoStream, vec![event(0)])
+        .await
+        .expect("the shared stream starts at version 0");
+
+    let mut tasks = tokio::task::JoinSet::new();
+    // 40 new streams of three events each.
+    for n in 0..40 {
+        let store = store.clone();
+        tasks.spawn(async move {
+            let own = stream("subject");
+            let result = store
+                .append(&own, ExpectedVersion::NoStream, (0..3).map(event).collect())
+                .await;
+            ("own", n, result)
+        });
+    }
+    // 20 writers racing for version 1 of the shared stream: one wins.
+    for n in 0..20 {
+        let (store, shared) = (store.clone(), shared.clone());
+        tasks.spawn(async move {
+            let result = store
+                .append(&shared, ExpectedVersion::Exact(0), vec![event(n)])
+                .await;
+            ("race", n, result)
+        });
+    }
+    // 10 appends sent twice at once (a client retrying): both answers are the same.
+    for n in 0..10 {
+        let retried = vec![event(n), event(n + 1)];
+        let own = stream("alarm");
+        for _ in 0..2 {
+            let (store, own, retried) = (store.clone(), own.clone(), retried.clone());
+            tasks.spawn(async move {
+                let result = store.append(&own, ExpectedVersion::Any, retried).await;
+                ("retry", n, result)
+            });
+        }
+    }
+
+    let mut wins = 0;
+    let mut retries: std::collections::HashMap<u64, Vec<_>> = std::collections::HashMap::new();
+    while let Some(joined) = tasks.join_next().await {
+        let (kind, n, result) = joined.expect("task");
+        match kind {
+            "own" => assert_eq!(result.expect("a new stream").last_version, 2),
+            "race" => match result {
+                Ok(appended) => {
+                    assert_eq!(appended.last_version, 1);
+                    wins += 1;
+                }
+                Err(AppendError::WrongExpectedVersion { actual, .. }) => {
+                    assert_eq!(actual, Some(1));
+                }
+                Err(other) => panic!("unexpected {other}"),
+            },
+            _ => retries
+                .entry(n)
+                .or_default()
+                .push(result.expect("a retry succeeds")),
+        }
+    }
+    assert_eq!(wins, 1, "exactly one racer wins version 1");
+    for (n, answers) in retries {
+        assert_eq!(answers[0], answers[1], "retried append {n}");
+    }
+    let log = store.read_all(Position::START, 10_000).await.expect("log");
+    assert_eq!(log.len(), 1 + 40 * 3 + 1 + 10 * 2);
+    assert!(
+        log.windows(2)
+            .all(|pair| pair[0].position < pair[1].position)
+    );
+    let head = store.head_position().await.expect("head");
+    assert_eq!(head, log[log.len() - 1].position);
+}

@@ -1,0 +1,333 @@
+//! Group commit: concurrent appends of one process share one transaction.
+//!
+//! Appends serialise on the log's write lock (that is what keeps the global order gap-free), so
+//! one append per transaction caps throughput at one lock hold — a handful of round trips and a
+//! commit — per event batch. Instead, every append of a process goes to one writer task; while
+//! a transaction is in flight, new appends queue up, and the next transaction takes all of them
+//! at once (up to [`MAX_REQUESTS`]). An idle writer starts at once, so a lone append pays no
+//! extra latency; under load, the round trips and the commit are shared by the whole group.
+//!
+//! Each append keeps its own contract, decided in queue order inside the transaction: the
+//! expected version is checked against the stream as left by the appends before it (in the
+//! store or earlier in the same group), event ids already stored — or appended earlier in the
+//! group — return the first result, and a refused append changes nothing. Positions follow the
+//! queue order, and the whole group becomes visible at one commit, under the same write lock
+//! as any single append: a reader can never see a later position before an earlier one. When
+//! the transaction fails, every append of the group that would have written gets the error;
+//! nothing of the group is stored.
+
+use std::collections::HashMap;
+
+use sqlx::PgPool;
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use super::event_store::backend;
+use crate::event_store::{
+    AppendError, AppendResult, ExpectedVersion, NewEvent, Position, StoreError, StreamName,
+};
+
+/// Most appends one transaction takes.
+pub(super) const MAX_REQUESTS: usize = 512;
+/// Appends waiting for the writer before callers wait to enqueue (back-pressure).
+const QUEUE: usize = 4096;
+
+/// One caller's append, with where to send its answer.
+pub(super) struct AppendRequest {
+    pub(super) stream: StreamName,
+    pub(super) expected: ExpectedVersion,
+    pub(super) events: Vec<NewEvent>,
+    pub(super) reply: oneshot::Sender<Result<AppendResult, AppendError>>,
+}
+
+/// Starts the writer of `pool`'s log; it stops when every sender is gone.
+pub(super) fn start(pool: PgPool) -> mpsc::Sender<AppendRequest> {
+    let (requests, mut queue) = mpsc::channel::<AppendRequest>(QUEUE);
+    tokio::spawn(async move {
+        let mut group = Vec::with_capacity(MAX_REQUESTS);
+        while queue.recv_many(&mut group, MAX_REQUESTS).await > 0 {
+            metrics::histogram!("keryu_event_store_group_size").record(group.len() as f64);
+            commit_group(&pool, std::mem::take(&mut group)).await;
+        }
+    });
+    requests
+}
+
+/// What became of one request while deciding the group.
+enum Decision {
+    /// Answer this now (a refusal, or a retry of an append stored before the group).
+    Answer(Result<AppendResult, AppendError>),
+    /// Write these rows; the answer is the position of its last event.
+    Write { last_event: Uuid, last_version: i64 },
+    /// A retry of an append earlier in this group: the same answer as that one.
+    SameAs { last_event: Uuid, last_version: i64 },
+}
+
+/// The rows of one group's insert, in order.
+#[derive(Default)]
+struct Rows {
+    streams: Vec<String>,
+    versions: Vec<i64>,
+    event_ids: Vec<Uuid>,
+    event_types: Vec<String>,
+    schema_versions: Vec<i32>,
+    data: Vec<String>,
+    metadata: Vec<String>,
+}
+
+async fn commit_group(pool: &PgPool, group: Vec<AppendRequest>) {
+    let (requests, replies): (Vec<_>, Vec<_>) = group
+        .into_iter()
+        .map(|request| {
+            (
+                (request.stream, request.expected, request.events),
+                request.reply,
+            )
+        })
+        .unzip();
+    let answers = match write(pool, &requests).await {
+        Ok(answers) => answers,
+        Err(error) => {
+            // Nothing of the group is stored; every caller learns it (each gets its own copy
+            // of the cause, which is not Clone).
+            let reason = error.to_string();
+            requests
+                .iter()
+                .map(|_| {
+                    Err(AppendError::Store(StoreError::Backend(
+                        reason.clone().into(),
+                    )))
+                })
+                .collect()
+        }
+    };
+    for (reply, answer) in replies.into_iter().zip(answers) {
+        // A caller that gave up waiting is no reason to stop the others.
+        let _ = reply.send(answer);
+    }
+}
+
+type Request = (StreamName, ExpectedVersion, Vec<NewEvent>);
+
+/// Decides every request of the group, writes what was accepted, commits, and returns one
+/// answer per request in order.
+async fn write(
+    pool: &PgPool,
+    requests: &[Request],
+) -> Result<Vec<Result<AppendResult, AppendError>>, AppendError> {
+    let mut transaction = pool.begin().await.map_err(backend)?;
+    sqlx::query("SELECT keryu_lock_event_log()")
+        .execute(&mut *transaction)
+        .await
+        .map_err(backend)?;
+
+    let all_ids: Vec<Uuid> = requests
+        .iter()
+        .flat_map(|(_, _, events)| events.iter().map(|event| event.event_id))
+        .collect();
+    let stored: Vec<(Uuid, String, i64, i64)> = sqlx::query_as(
+        "SELECT event_id, stream_name, stream_version, global_position FROM events \
+         WHERE event_id = ANY($1)",
+    )
+    .bind(&all_ids)
+    .fetch_all(&mut *transaction)
+    .await
+    .map_err(backend)?;
+    let stored: HashMap<Uuid, (String, i64, i64)> = stored
+        .into_iter()
+        .map(|(id, stream, version, position)| (id, (stream, version, position)))
+        .collect();
+
+    let mut stream_names: Vec<&str> = requests.iter().map(|(s, _, _)| s.as_str()).collect();
+    stream_names.sort_unstable();
+    stream_names.dedup();
+    let versions: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT stream_name, max(stream_version) FROM events \
+         WHERE stream_name = ANY($1) GROUP BY stream_name",
+    )
+    .bind(&stream_names)
+    .fetch_all(&mut *transaction)
+    .await
+    .map_err(backend)?;
+    let mut last_versions: HashMap<String, i64> = versions.into_iter().collect();
+
+    let mut rows = Rows::default();
+    // Ids appended earlier in this group: (stream, version).
+    let mut in_group: HashMap<Uuid, (String, i64)> = HashMap::new();
+    let mut decisions = Vec::with_capacity(requests.len());
+    for (stream, expected, events) in requests {
+        let decision = decide(
+            stream,
+            *expected,
+            events,
+            &stored,
+            &in_group,
+            &mut last_versions,
+        );
+        if let Decision::Write { last_version, .. } = &decision {
+            let first_version = last_version + 1 - events.len() as i64;
+            for (offset, event) in events.iter().enumerate() {
+                let version = first_version + offset as i64;
+                in_group.insert(event.event_id, (stream.as_str().to_owned(), version));
+                rows.push(stream, version, event)?;
+            }
+        }
+        decisions.push(decision);
+    }
+
+    let positions = insert(&mut transaction, &rows).await?;
+    transaction.commit().await.map_err(backend)?;
+    Ok(decisions
+        .into_iter()
+        .map(|decision| match decision {
+            Decision::Answer(answer) => answer,
+            Decision::Write {
+                last_event,
+                last_version,
+            }
+            | Decision::SameAs {
+                last_event,
+                last_version,
+            } => positions
+                .get(&last_event)
+                .map(|position| AppendResult {
+                    last_version: last_version.unsigned_abs(),
+                    last_position: Position(position.unsigned_abs()),
+                })
+                .ok_or_else(|| {
+                    AppendError::Store(StoreError::Backend(
+                        "an appended event has no position".into(),
+                    ))
+                }),
+        })
+        .collect())
+}
+
+/// One request against the log as left by the requests before it.
+fn decide(
+    stream: &StreamName,
+    expected: ExpectedVersion,
+    events: &[NewEvent],
+    stored: &HashMap<Uuid, (String, i64, i64)>,
+    in_group: &HashMap<Uuid, (String, i64)>,
+    last_versions: &mut HashMap<String, i64>,
+) -> Decision {
+    let Some(last_event) = events.last().map(|event| event.event_id) else {
+        return Decision::Answer(Err(AppendError::NoEvents));
+    };
+    // Retries: every id already appended, as this batch in this stream, returns that result.
+    let previously_stored: Vec<Option<(&str, i64, Option<i64>)>> = events
+        .iter()
+        .map(|event| {
+            stored
+                .get(&event.event_id)
+                .map(|(s, version, position)| (s.as_str(), *version, Some(*position)))
+                .or_else(|| {
+                    in_group
+                        .get(&event.event_id)
+                        .map(|(s, version)| (s.as_str(), *version, None))
+                })
+        })
+        .collect();
+    if let Some(first_known) = events
+        .iter()
+        .zip(&previously_stored)
+        .find_map(|(event, known)| known.map(|_| event.event_id))
+    {
+        let same_batch = previously_stored
+            .iter()
+            .all(|known| known.is_some_and(|(known_stream, _, _)| known_stream == stream.as_str()))
+            && previously_stored
+                .windows(2)
+                .all(|pair| matches!(pair, [Some(a), Some(b)] if b.1 == a.1 + 1));
+        if !same_batch {
+            return Decision::Answer(Err(AppendError::EventIdConflict {
+                event_id: first_known,
+            }));
+        }
+        return match previously_stored.last() {
+            Some(Some((_, version, Some(position)))) => Decision::Answer(Ok(AppendResult {
+                last_version: version.unsigned_abs(),
+                last_position: Position(position.unsigned_abs()),
+            })),
+            Some(Some((_, version, None))) => Decision::SameAs {
+                last_event,
+                last_version: *version,
+            },
+            _ => Decision::Answer(Err(AppendError::EventIdConflict {
+                event_id: first_known,
+            })),
+        };
+    }
+    let actual = last_versions
+        .get(stream.as_str())
+        .map(|version| version.unsigned_abs());
+    if !expected.accepts(actual) {
+        return Decision::Answer(Err(AppendError::WrongExpectedVersion {
+            stream: stream.clone(),
+            expected,
+            actual,
+        }));
+    }
+    let last_version = actual.map_or(-1, |version| version as i64) + events.len() as i64;
+    last_versions.insert(stream.as_str().to_owned(), last_version);
+    Decision::Write {
+        last_event,
+        last_version,
+    }
+}
+
+impl Rows {
+    fn push(
+        &mut self,
+        stream: &StreamName,
+        version: i64,
+        event: &NewEvent,
+    ) -> Result<(), AppendError> {
+        self.streams.push(stream.as_str().to_owned());
+        self.versions.push(version);
+        self.event_ids.push(event.event_id);
+        self.event_types.push(event.event_type.clone());
+        self.schema_versions.push(i32::from(event.schema_version));
+        self.data.push(event.data.to_string());
+        self.metadata.push(
+            serde_json::to_string(&event.metadata)
+                .map_err(|error| backend(sqlx::Error::Encode(Box::new(error))))?,
+        );
+        Ok(())
+    }
+}
+
+/// Writes every accepted row with one statement, positions in row order; returns each event's
+/// position.
+async fn insert(
+    transaction: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    rows: &Rows,
+) -> Result<HashMap<Uuid, i64>, AppendError> {
+    if rows.event_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let inserted: Vec<(Uuid, i64)> = sqlx::query_as(
+        "INSERT INTO events \
+             (stream_name, stream_version, event_id, event_type, schema_version, data, metadata) \
+         SELECT row.stream_name, row.stream_version, row.event_id, row.event_type, \
+                row.schema_version, row.data::jsonb, row.metadata::jsonb \
+         FROM unnest($1::text[], $2::int8[], $3::uuid[], $4::text[], $5::int4[], $6::text[], \
+                     $7::text[]) \
+              WITH ORDINALITY AS row(stream_name, stream_version, event_id, event_type, \
+                                     schema_version, data, metadata, ordinality) \
+         ORDER BY row.ordinality \
+         RETURNING event_id, global_position",
+    )
+    .bind(&rows.streams)
+    .bind(&rows.versions)
+    .bind(&rows.event_ids)
+    .bind(&rows.event_types)
+    .bind(&rows.schema_versions)
+    .bind(&rows.data)
+    .bind(&rows.metadata)
+    .fetch_all(&mut **transaction)
+    .await
+    .map_err(backend)?;
+    Ok(inserted.into_iter().collect())
+}
