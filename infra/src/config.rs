@@ -477,6 +477,28 @@ mod tests {
     }
 
     #[test]
+    fn the_example_env_file_documents_every_key_read() {
+        let asked = std::cell::RefCell::new(Vec::new());
+        Config::from_lookup(|key| {
+            asked.borrow_mut().push(key.to_owned());
+            None
+        })
+        .expect("defaults are valid");
+        let example = include_str!("../../.env.example");
+        let documented: Vec<&str> = example
+            .lines()
+            .filter(|line| !line.starts_with('#'))
+            .filter_map(|line| line.split_once('=').map(|(key, _)| key.trim()))
+            .collect();
+        for key in asked.into_inner() {
+            assert!(
+                documented.contains(&key.as_str()),
+                "{key} is missing from .env.example"
+            );
+        }
+    }
+
+    #[test]
     fn a_bad_value_names_its_key() {
         for (key, value) in [
             ("KERYU_DATABASE_MAX_CONNECTIONS", "many"),
