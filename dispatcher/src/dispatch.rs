@@ -282,7 +282,9 @@ impl Dispatcher {
     }
 
     /// Takes messages from `consumer` until `shutdown` resolves, at most `concurrency` in
-    /// flight; on shutdown stops taking new ones and finishes those in flight.
+    /// flight. On shutdown it stops taking new ones, hands the messages already pulled but not
+    /// started back to JetStream (nak, for immediate redelivery to another dispatcher), and
+    /// finishes those in flight — each send is recorded and acked before it returns.
     ///
     /// # Errors
     /// When the consumer's message stream cannot be opened.
@@ -295,35 +297,50 @@ impl Dispatcher {
         let pending = tokio::spawn(report_pending(consumer.clone()));
         let slots = Arc::new(Semaphore::new(self.settings.concurrency.max(1)));
         let mut in_flight = JoinSet::new();
-        'consume: loop {
-            let mut messages = consumer.messages().await?;
-            loop {
-                let permit = tokio::select! {
-                    () = &mut shutdown => break 'consume,
-                    permit = Arc::clone(&slots).acquire_owned() => permit?,
-                };
-                let message = tokio::select! {
-                    () = &mut shutdown => break 'consume,
-                    message = messages.next() => message,
-                };
-                let message = match message {
-                    Some(Ok(message)) => message,
-                    Some(Err(error)) => {
-                        tracing::warn!(%error, "could not pull from JetStream; pulling again");
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                        continue 'consume;
-                    }
-                    None => continue 'consume,
-                };
-                let dispatcher = self.clone();
-                in_flight.spawn(async move {
-                    dispatcher.handle(message).await;
-                    drop(permit);
-                });
-                while in_flight.try_join_next().is_some() {}
-            }
+        let pull = || {
+            consumer
+                .stream()
+                // Pull no more than can start soon: what is pulled waits for a slot.
+                .max_messages_per_batch(self.settings.concurrency.max(1))
+                .messages()
+        };
+        let mut messages = pull().await?;
+        loop {
+            let permit = tokio::select! {
+                () = &mut shutdown => break,
+                permit = Arc::clone(&slots).acquire_owned() => permit?,
+            };
+            let message = tokio::select! {
+                () = &mut shutdown => break,
+                message = messages.next() => message,
+            };
+            let message = match message {
+                Some(Ok(message)) => message,
+                Some(Err(error)) => {
+                    tracing::warn!(%error, "could not pull from JetStream; pulling again");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    messages = pull().await?;
+                    continue;
+                }
+                None => {
+                    messages = pull().await?;
+                    continue;
+                }
+            };
+            let dispatcher = self.clone();
+            in_flight.spawn(async move {
+                dispatcher.handle(message).await;
+                drop(permit);
+            });
+            while in_flight.try_join_next().is_some() {}
         }
         pending.abort();
+        // Messages pulled but never started go back now rather than after the ack wait.
+        while let Ok(Some(Ok(message))) =
+            tokio::time::timeout(Duration::from_millis(50), messages.next()).await
+        {
+            let _ = message.ack_with(AckKind::Nak(None)).await;
+        }
         while in_flight.join_next().await.is_some() {}
         Ok(())
     }

@@ -195,7 +195,8 @@ impl Deployment {
         )
     }
 
-    async fn wait_until_listening(&self) {
+    /// Waits until the API and the simulator accept connections.
+    pub async fn wait_until_listening(&self) {
         for _ in 0..200 {
             let api = self
                 .client
