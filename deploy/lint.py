@@ -745,6 +745,11 @@ def check_docs(cli: Cli, keys: set[str]) -> None:
     for snippet in code:
         for line in snippet.splitlines():
             for match in re.finditer(r"(?:^|[\s;|&(])keryu\s+([a-z][a-z0-9-]*(?=\s|$).*)", line):
+                # `kubectl -n keryu …`, `psql -d keryu …`: the namespace or database, not the
+                # binary (but `… -- keryu projections status` is the binary).
+                before = line[: match.start() + 1].split()
+                if before and before[-1].startswith("-") and before[-1] != "--":
+                    continue
                 words = []
                 for word in shlex.split(match.group(1).split("#")[0], posix=True) \
                         if "'" not in match.group(1) else match.group(1).split():
