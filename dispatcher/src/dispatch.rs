@@ -40,6 +40,10 @@ use uuid::Uuid;
 use crate::rate_limit::SenderRateLimiter;
 use crate::twilio::{MessageResource, OutgoingContent, OutgoingMessage, SendError, TwilioClient};
 
+/// How often a message whose send is still under way is reported in progress to JetStream
+/// (well inside the consumer's 60 s ack wait).
+const IN_PROGRESS_EVERY: Duration = Duration::from_secs(20);
+
 /// How a dispatcher sends.
 #[derive(Debug, Clone)]
 pub struct DispatcherSettings {
@@ -367,7 +371,21 @@ impl Dispatcher {
             }),
             traceparent: relayed.traceparent.clone(),
         };
-        match self.dispatch(id, &cause).await {
+        // A send may wait for its rate-limit slot longer than the consumer's ack wait: tell
+        // JetStream it is in progress, so it is not redelivered to another dispatcher meanwhile.
+        let dispatched = self.dispatch(id, &cause);
+        tokio::pin!(dispatched);
+        let mut progress = tokio::time::interval(IN_PROGRESS_EVERY);
+        progress.tick().await;
+        let outcome = loop {
+            tokio::select! {
+                outcome = &mut dispatched => break outcome,
+                _ = progress.tick() => {
+                    let _ = message.ack_with(AckKind::Progress).await;
+                }
+            }
+        };
+        match outcome {
             Ok(outcome) => {
                 tracing::debug!(notification = %id.0, ?outcome, "dispatched");
                 if let Err(error) = message.ack().await {
