@@ -15,6 +15,7 @@ use keryu_dispatcher::simulator::{self, SimulatorConfig};
 use keryu_dispatcher::twilio::{TwilioClient, TwilioSettings};
 use keryu_infra::config::{Config, NatsConfig, Secret, TwilioConfig};
 use keryu_infra::http::ops::{DatabaseCheck, NatsCheck, Ops, track_requests};
+use keryu_infra::http::protection::protect;
 use keryu_infra::nats;
 use keryu_infra::postgres::PgEventStore;
 use keryu_infra::telemetry;
@@ -372,9 +373,13 @@ async fn serve_http(
 ) -> anyhow::Result<()> {
     let mut app = ops.router();
     if let Some(api) = api {
-        app = app.merge(api);
+        // Probes and scrapes reach the ops routes by pod address: only the API is behind the
+        // host check and the rate limits.
+        app = app.merge(protect(api, &config.http));
     }
-    let app = app.layer(axum::middleware::from_fn(track_requests));
+    let app = app
+        .layer(axum::middleware::from_fn(track_requests))
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
     let listener = tokio::net::TcpListener::bind(config.http.addr)
         .await
         .with_context(|| format!("could not listen on {} (KERYU_HTTP_ADDR)", config.http.addr))?;

@@ -66,6 +66,20 @@ pub struct HttpConfig {
     pub addr: SocketAddr,
     /// `KERYU_HTTP_BODY_LIMIT`: the largest request body accepted, in bytes.
     pub body_limit: usize,
+    /// `KERYU_HTTP_TIMEOUT_SECONDS`: the longest a request may take (408 after).
+    pub timeout_seconds: u64,
+    /// `KERYU_RATE_LIMIT_PER_TOKEN`: requests per second per bearer token (0 = unlimited);
+    /// bursts of twice as many are allowed.
+    pub rate_limit_per_token: u32,
+    /// `KERYU_RATE_LIMIT_PER_IP`: requests per second per client address (0 = unlimited).
+    pub rate_limit_per_ip: u32,
+    /// `KERYU_TRUST_FORWARDED_FOR`: take the client address from the last `X-Forwarded-For`
+    /// entry (set when a trusted load balancer is in front; otherwise clients could forge it).
+    pub trust_forwarded_for: bool,
+    /// `ALLOWED_HOSTS` (the seed's name): comma-separated host names this deployment answers
+    /// to; requests for another `Host` are refused, and browsers on these hosts may call the
+    /// API (CORS). Empty: any host, no cross-origin access. `*` allows any.
+    pub allowed_hosts: Vec<String>,
 }
 
 /// How bearer tokens are verified and minted.
@@ -256,6 +270,16 @@ impl Config {
             http: HttpConfig {
                 addr: http_addr,
                 body_limit: keys.positive("KERYU_HTTP_BODY_LIMIT", 64 * 1024)?,
+                timeout_seconds: keys.positive("KERYU_HTTP_TIMEOUT_SECONDS", 30)?,
+                rate_limit_per_token: keys.parse("KERYU_RATE_LIMIT_PER_TOKEN", 1000)?,
+                rate_limit_per_ip: keys.parse("KERYU_RATE_LIMIT_PER_IP", 1000)?,
+                trust_forwarded_for: keys.parse("KERYU_TRUST_FORWARDED_FOR", false)?,
+                allowed_hosts: keys
+                    .text("ALLOWED_HOSTS", "")
+                    .split(',')
+                    .map(|host| host.trim().to_ascii_lowercase())
+                    .filter(|host| !host.is_empty())
+                    .collect(),
             },
             auth,
             commands: CommandDefaults { max_attempts },

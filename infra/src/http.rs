@@ -5,3 +5,4 @@ pub mod auth;
 pub mod json;
 pub mod ops;
 pub mod problem;
+pub mod protection;

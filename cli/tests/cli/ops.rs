@@ -154,3 +154,84 @@ async fn sigterm_under_load_finishes_in_flight_sends_and_loses_nothing() {
     );
     deployment.stop().await;
 }
+
+#[tokio::test]
+async fn the_api_is_rate_limited_host_checked_and_hardened() {
+    let deployment = Deployment::start(
+        &[],
+        &[
+            ("KERYU_RATE_LIMIT_PER_TOKEN", "3"),
+            ("ALLOWED_HOSTS", "127.0.0.1, keryu.example"),
+        ],
+    )
+    .await;
+    let list = format!("{}/api/subjects", deployment.base);
+
+    // A burst above twice the rate: the excess is refused with a problem and Retry-After.
+    let mut refused = None;
+    for _ in 0..12 {
+        let answer = deployment
+            .client
+            .get(&list)
+            .bearer_auth(&deployment.admin)
+            .send()
+            .await
+            .expect("list");
+        assert_eq!(answer.headers()["x-content-type-options"], "nosniff");
+        if answer.status().as_u16() == 429 {
+            refused = Some(answer);
+            break;
+        }
+    }
+    let refused = refused.expect("the burst was refused");
+    assert!(refused.headers().contains_key("retry-after"));
+    assert_eq!(
+        refused.headers()["content-type"],
+        "application/problem+json"
+    );
+    let problem: Value = refused.json().await.expect("problem");
+    assert_eq!(problem["type"], "/problems/too-many-requests");
+
+    // A host that is not served.
+    let foreign = deployment
+        .client
+        .get(format!("{}/openapi.json", deployment.base))
+        .header("host", "evil.example")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(foreign.status().as_u16(), 400);
+
+    // A browser on an allowed host may call the API; another may not.
+    let preflight = |origin: &'static str| {
+        deployment
+            .client
+            .request(
+                reqwest::Method::OPTIONS,
+                format!("{}/api/notifications", deployment.base),
+            )
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .send()
+    };
+    let allowed = preflight("https://keryu.example").await.expect("preflight");
+    assert_eq!(
+        allowed.headers()["access-control-allow-origin"],
+        "https://keryu.example"
+    );
+    let other = preflight("https://evil.example").await.expect("preflight");
+    assert!(!other.headers().contains_key("access-control-allow-origin"));
+
+    // Probes are not rate limited nor host checked.
+    for _ in 0..12 {
+        let health = deployment
+            .client
+            .get(format!("{}/healthz", deployment.base))
+            .header("host", "10.0.0.7")
+            .send()
+            .await
+            .expect("healthz");
+        assert_eq!(health.status().as_u16(), 200);
+    }
+    deployment.stop().await;
+}

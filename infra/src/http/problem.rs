@@ -37,6 +37,8 @@ pub enum ProblemKind {
     IdempotencyKeyInProgress,
     /// The body is larger than the API accepts.
     PayloadTooLarge,
+    /// A rate limit was exceeded (429, with `Retry-After`).
+    TooManyRequests,
     /// The body is not `application/json`.
     UnsupportedMediaType,
     /// A dependency (the database) is unavailable; retrying later may succeed.
@@ -60,6 +62,7 @@ impl ProblemKind {
             ProblemKind::IdempotencyKeyReused => "idempotency-key-reused",
             ProblemKind::IdempotencyKeyInProgress => "idempotency-key-in-progress",
             ProblemKind::PayloadTooLarge => "payload-too-large",
+            ProblemKind::TooManyRequests => "too-many-requests",
             ProblemKind::UnsupportedMediaType => "unsupported-media-type",
             ProblemKind::Unavailable => "unavailable",
             ProblemKind::Internal => "internal",
@@ -82,6 +85,7 @@ impl ProblemKind {
                 "A request with this idempotency key is running"
             }
             ProblemKind::PayloadTooLarge => "The request body is too large",
+            ProblemKind::TooManyRequests => "Too many requests",
             ProblemKind::UnsupportedMediaType => "The request body must be application/json",
             ProblemKind::Unavailable => "The service is temporarily unavailable",
             ProblemKind::Internal => "The server failed",
@@ -103,6 +107,7 @@ impl ProblemKind {
             | ProblemKind::Conflict
             | ProblemKind::IdempotencyKeyInProgress => StatusCode::CONFLICT,
             ProblemKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ProblemKind::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             ProblemKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ProblemKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ProblemKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
