@@ -71,8 +71,10 @@ async fn main() -> ExitCode {
     let format = config
         .as_ref()
         .map_or(LogFormat::Pretty, |config| config.observability.log_format);
-    telemetry::init_logging(format);
-    match run(cli, config).await {
+    let telemetry = telemetry::init(format, "keryu");
+    let outcome = run(cli, config).await;
+    telemetry.shutdown();
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             // One line with the whole cause chain: what an operator reads in a terminal or a log.

@@ -55,9 +55,13 @@ impl<S: Send + Sync> FromRequestParts<S> for RequestContext {
             correlation_id: header("x-request-id")
                 .and_then(|id| Uuid::parse_str(id.trim()).ok())
                 .unwrap_or_else(Uuid::now_v7),
-            traceparent: header("traceparent")
-                .filter(|value| is_traceparent(value))
-                .map(str::to_owned),
+            // The request's own span when traces are exported (so the chain continues from
+            // it), else the caller's header as it came.
+            traceparent: keryu_infra::telemetry::current_traceparent().or_else(|| {
+                header("traceparent")
+                    .filter(|value| is_traceparent(value))
+                    .map(str::to_owned)
+            }),
         })
     }
 }

@@ -33,8 +33,10 @@ use keryu_infra::http::ops::{BoxFuture, CheckOutcome, ReadinessCheck};
 use keryu_infra::nats::{RelayedEvent, subject_for};
 use keryu_infra::postgres::PgEventStore;
 use keryu_infra::repository::{self, CommandError};
+use keryu_infra::telemetry::{continue_trace, current_traceparent};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::rate_limit::SenderRateLimiter;
@@ -169,7 +171,11 @@ impl Dispatcher {
             status_callback: Some(self.settings.twilio.status_callback_url(id.0)),
         };
         let calling = Instant::now();
-        let answer = self.client.create_message(&message).await;
+        let answer = self
+            .client
+            .create_message(&message)
+            .instrument(tracing::info_span!("twilio.create_message"))
+            .await;
         metrics::histogram!("keryu_twilio_request_duration_seconds")
             .record(calling.elapsed().as_secs_f64());
         record_send(&answer);
@@ -362,6 +368,8 @@ impl Dispatcher {
             let _ = message.ack().await;
             return;
         };
+        let span = tracing::info_span!("dispatch", notification = %id.0);
+        continue_trace(&span, relayed.traceparent.as_deref());
         let cause = EventMetadata {
             correlation_id: relayed.correlation_id,
             causation_id: Some(relayed.event_id),
@@ -369,11 +377,13 @@ impl Dispatcher {
                 id: self.settings.id.clone(),
                 role: "system".to_owned(),
             }),
-            traceparent: relayed.traceparent.clone(),
+            traceparent: span
+                .in_scope(current_traceparent)
+                .or_else(|| relayed.traceparent.clone()),
         };
         // A send may wait for its rate-limit slot longer than the consumer's ack wait: tell
         // JetStream it is in progress, so it is not redelivered to another dispatcher meanwhile.
-        let dispatched = self.dispatch(id, &cause);
+        let dispatched = self.dispatch(id, &cause).instrument(span);
         tokio::pin!(dispatched);
         let mut progress = tokio::time::interval(IN_PROGRESS_EVERY);
         progress.tick().await;

@@ -167,7 +167,12 @@ impl TwilioClient {
             template = matches!(message.content, OutgoingContent::Template { .. }),
             "creating a Twilio message"
         );
-        let request = self.authenticated(self.inner.http.post(url));
+        let mut request = self.authenticated(self.inner.http.post(url));
+        // The trace continues into the call (Twilio ignores the header; a proxy or the
+        // simulator may record it).
+        if let Some(traceparent) = keryu_infra::telemetry::current_traceparent() {
+            request = request.header("traceparent", traceparent);
+        }
         let result = send(request.form(&message.form())).await;
         if let Err(error) = &result {
             tracing::debug!(to = %mask_phone(&message.to), %error, "Twilio did not accept a message");

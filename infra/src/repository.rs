@@ -6,6 +6,7 @@
 //! reloaded and the command decided again against the newer state, a bounded number of times.
 
 use keryu_domain::{Aggregate, DomainError};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::event_store::{
@@ -106,7 +107,10 @@ where
     A: Aggregate,
     A::Command: Clone,
 {
-    let executed = decide_and_append::<A>(store, stream, command, metadata, max_attempts).await;
+    let span = tracing::info_span!("command", aggregate = A::CATEGORY, stream = %stream);
+    let executed = decide_and_append::<A>(store, stream, command, metadata, max_attempts)
+        .instrument(span)
+        .await;
     let outcome = match &executed {
         Ok(executed) if executed.events.is_empty() => "no_op",
         Ok(_) => "accepted",

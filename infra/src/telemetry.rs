@@ -1,5 +1,8 @@
 //! Logs and metrics of a Keryu process.
 //!
+//! Traces: with `OTEL_EXPORTER_OTLP_ENDPOINT` set, spans are exported over OTLP, and the W3C
+//! trace context travels HTTP request → event metadata → NATS headers → dispatcher → Twilio
+//! call ([`continue_trace`], [`current_traceparent`]), so one trace shows a notification's path.
 //! Logs go to standard error, human-readable by default or one JSON object per line with
 //! `KERYU_LOG_FORMAT=json` (what log shippers want); the filter is `KERYU_LOG`. Metrics are
 //! recorded through the `metrics` facade anywhere in the code and rendered in Prometheus' text
@@ -11,7 +14,16 @@ use std::time::Duration;
 
 use metrics::{describe_counter, describe_gauge, describe_histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use tracing_subscriber::EnvFilter;
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::{TraceContextExt, TracerProvider};
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,16 +46,109 @@ impl std::str::FromStr for LogFormat {
     }
 }
 
-/// Installs the process's log subscriber, filtered by `KERYU_LOG` (default `info`).
-pub fn init_logging(format: LogFormat) {
+/// The process's tracing pipeline; [`Telemetry::shutdown`] flushes spans still buffered.
+#[must_use = "call shutdown() before exiting, or buffered spans are lost"]
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+/// Installs the process's log subscriber, filtered by `KERYU_LOG` (default `info`), and — when
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` is set — exports its spans over OTLP (HTTP, JSON encoding,
+/// batched) with `service.name` = `service`.
+pub fn init(format: LogFormat, service: &'static str) -> Telemetry {
     let filter = EnvFilter::try_from_env("KERYU_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Pretty => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
+    let logs = match format {
+        LogFormat::Pretty => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_writer(std::io::stderr)
+            .boxed(),
+    };
+    let provider = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .ok()
+        .filter(|endpoint| !endpoint.trim().is_empty())
+        .and_then(|_| tracer_provider(service));
+    let traces = provider.as_ref().map(|provider| {
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer(service))
+            .with_filter(EnvFilter::new("keryu=info,keryu_infra=info,keryu_command_api=info,keryu_projections=info,keryu_dispatcher=info"))
+    });
+    tracing_subscriber::registry()
+        .with(traces)
+        .with(logs.with_filter(filter))
+        .init();
+    Telemetry { provider }
+}
+
+fn tracer_provider(service: &'static str) -> Option<SdkTracerProvider> {
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_protocol(opentelemetry_otlp::Protocol::HttpJson)
+        .build();
+    match exporter {
+        Ok(exporter) => Some(
+            SdkTracerProvider::builder()
+                .with_batch_exporter(exporter)
+                .with_resource(
+                    Resource::builder()
+                        .with_service_name(
+                            std::env::var("OTEL_SERVICE_NAME")
+                                .unwrap_or_else(|_| service.to_owned()),
+                        )
+                        .build(),
+                )
+                .build(),
+        ),
+        Err(error) => {
+            eprintln!("keryu: OpenTelemetry export is disabled: {error}");
+            None
+        }
     }
+}
+
+impl Telemetry {
+    /// Sends the spans still buffered; call once, before the process exits.
+    pub fn shutdown(self) {
+        if let Some(provider) = self.provider
+            && let Err(error) = provider.shutdown()
+        {
+            eprintln!("keryu: could not flush traces: {error}");
+        }
+    }
+}
+
+/// Makes `span` a child of the W3C `traceparent` it was given (an HTTP header, an event's
+/// metadata, a NATS header), so one trace follows a notification across processes.
+pub fn continue_trace(span: &tracing::Span, traceparent: Option<&str>) {
+    let Some(traceparent) = traceparent else {
+        return;
+    };
+    let carrier =
+        std::collections::HashMap::from([("traceparent".to_owned(), traceparent.to_owned())]);
+    let parent = TraceContextPropagator::new().extract(&carrier);
+    if parent.span().span_context().is_valid() {
+        let _ = span.set_parent(parent);
+    }
+}
+
+/// The W3C `traceparent` of the current span, to store in event metadata and pass on; `None`
+/// when no trace is being exported.
+pub fn current_traceparent() -> Option<String> {
+    let context = tracing::Span::current().context();
+    let span = context.span();
+    let span_context = span.span_context();
+    span_context.is_valid().then(|| {
+        format!(
+            "00-{}-{}-{:02x}",
+            span_context.trace_id(),
+            span_context.span_id(),
+            span_context.trace_flags().to_u8()
+        )
+    })
 }
 
 /// Latency buckets in seconds: from a fast append (sub-millisecond) to a slow Twilio call.

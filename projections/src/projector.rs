@@ -129,6 +129,7 @@ impl<P: Projection> Projector<P> {
     /// # Errors
     /// When the database fails, or a rebuild swapped the read model meanwhile; nothing of the
     /// batch is then applied.
+    #[tracing::instrument(name = "projection.batch", skip_all, fields(projection = self.projection.name(), events = events.len()))]
     pub async fn apply_batch(&self, events: &[RecordedEvent]) -> Result<BatchOutcome, sqlx::Error> {
         let mut transaction = self.store.pool().begin().await?;
         let outcome = self.apply_in(&mut transaction, events).await?;

@@ -34,6 +34,7 @@ impl Reaction for Relay {
         "outbox_relay"
     }
 
+    #[tracing::instrument(name = "relay.publish", skip_all, fields(events = events.len()))]
     async fn react(&self, events: &[RecordedEvent]) -> Result<(), ReactionError> {
         let mut acks = Vec::with_capacity(events.len());
         for event in events {

@@ -235,3 +235,101 @@ async fn the_api_is_rate_limited_host_checked_and_hardened() {
     }
     deployment.stop().await;
 }
+
+/// A tiny OTLP/HTTP receiver (JSON encoding): what an OpenTelemetry collector would get.
+async fn otlp_receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let store = std::sync::Arc::clone(&received);
+    let app = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(move |body: axum::body::Bytes| {
+            let store = std::sync::Arc::clone(&store);
+            async move {
+                if let Ok(json) = serde_json::from_slice::<Value>(&body) {
+                    store.lock().expect("lock").push(json);
+                }
+                "{}"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (endpoint, received)
+}
+
+/// Every exported span as (trace id, span name).
+fn spans(received: &[Value]) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    for export in received {
+        for resource in export["resourceSpans"].as_array().into_iter().flatten() {
+            for scope in resource["scopeSpans"].as_array().into_iter().flatten() {
+                for span in scope["spans"].as_array().into_iter().flatten() {
+                    found.push((
+                        span["traceId"].as_str().unwrap_or_default().to_owned(),
+                        span["name"].as_str().unwrap_or_default().to_owned(),
+                    ));
+                }
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn one_trace_follows_a_notification_from_the_api_to_the_twilio_call() {
+    let (endpoint, received) = otlp_receiver().await;
+    let mut deployment = Deployment::start(
+        &[],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ],
+    )
+    .await;
+    let subject = deployment.subject("+15551170001").await;
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let answer = deployment
+        .client
+        .post(format!("{}/api/notifications", deployment.base))
+        .bearer_auth(&deployment.admin)
+        .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
+        .json(&json!({ "subject_id": subject, "body": "Traced" }))
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(answer.status().as_u16(), 202);
+    let id: Value = answer.json().await.expect("json");
+    deployment
+        .wait_for_status(
+            id["id"].as_str().expect("id"),
+            &["sent", "delivered", "read"],
+            30,
+        )
+        .await;
+    // Stopping flushes the spans still buffered.
+    let serve = deployment.processes.last_mut().expect("serve");
+    assert!(serve.signal("TERM").await.success());
+
+    let traced: Vec<String> = spans(&received.lock().expect("lock"))
+        .into_iter()
+        .filter(|(trace, _)| trace == trace_id)
+        .map(|(_, name)| name)
+        .collect();
+    for expected in [
+        "http.request",
+        "command",
+        "dispatch",
+        "twilio.create_message",
+    ] {
+        assert!(
+            traced.iter().any(|name| name == expected),
+            "no {expected} span in trace {trace_id}: {traced:?}"
+        );
+    }
+    deployment.stop().await;
+}

@@ -24,6 +24,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
 use serde_json::{Value, json};
 use sqlx::PgPool;
+use tracing::Instrument;
 
 /// A boxed future, so checks of different types live in one list.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -188,7 +189,8 @@ async fn render_metrics(State(ops): State<Arc<Ops>>) -> Response {
     response
 }
 
-/// Middleware counting and timing every request by method, matched route and status.
+/// Middleware counting and timing every request by method, matched route and status, each in
+/// a span that continues the caller's W3C trace (`traceparent`).
 pub async fn track_requests(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().as_str().to_owned();
@@ -196,7 +198,15 @@ pub async fn track_requests(request: Request, next: Next) -> Response {
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
-    let response = next.run(request).await;
+    let span = tracing::info_span!("http.request", http.method = %method, http.route = %route);
+    crate::telemetry::continue_trace(
+        &span,
+        request
+            .headers()
+            .get("traceparent")
+            .and_then(|value| value.to_str().ok()),
+    );
+    let response = next.run(request).instrument(span).await;
     let status = response.status().as_u16().to_string();
     metrics::counter!("keryu_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
         .increment(1);

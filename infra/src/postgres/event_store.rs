@@ -235,6 +235,7 @@ pub(super) fn backend(error: sqlx::Error) -> AppendError {
 }
 
 impl EventStore for PgEventStore {
+    #[tracing::instrument(name = "append", skip_all, fields(stream = %stream, events = events.len()))]
     async fn append(
         &self,
         stream: &StreamName,
