@@ -7,6 +7,7 @@
 
 mod secret;
 
+use std::collections::BTreeMap;
 use std::fmt::Display;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -225,7 +226,17 @@ impl Config {
                 });
             }
         }
-        Config::from_lookup(|key| std::env::var(key).ok())
+        let file = match std::env::var("KERYU_CONFIG_FILE") {
+            Ok(path) if !path.trim().is_empty() => {
+                let text = std::fs::read_to_string(&path).map_err(|error| ConfigError {
+                    key: "KERYU_CONFIG_FILE",
+                    reason: format!("cannot read {path}: {error}"),
+                })?;
+                file_keys(&text)?
+            }
+            _ => BTreeMap::new(),
+        };
+        Config::from_lookup(|key| std::env::var(key).ok().or_else(|| file.get(key).cloned()))
     }
 
     /// Builds the configuration from any key lookup, so it can be tested without touching the
@@ -342,6 +353,42 @@ impl Config {
         }
         warnings
     }
+}
+
+/// The keys of a TOML configuration file: the environment's names at the top level
+/// (`KERYU_SENDER_MPS = 80`, `DATABASE_URL = "postgres://…"`), so one vocabulary serves the
+/// environment, `.env` and the file; the environment wins over the file.
+fn file_keys(text: &str) -> Result<BTreeMap<String, String>, ConfigError> {
+    let table: toml::Table = text.parse().map_err(|error: toml::de::Error| ConfigError {
+        key: "KERYU_CONFIG_FILE",
+        reason: error.to_string(),
+    })?;
+    table
+        .into_iter()
+        .map(|(key, value)| {
+            let text = match value {
+                toml::Value::String(text) => text,
+                toml::Value::Integer(number) => number.to_string(),
+                toml::Value::Float(number) => number.to_string(),
+                toml::Value::Boolean(flag) => flag.to_string(),
+                toml::Value::Array(items) => items
+                    .iter()
+                    .map(|item| {
+                        item.as_str()
+                            .map_or_else(|| item.to_string(), str::to_owned)
+                    })
+                    .collect::<Vec<_>>()
+                    .join(","),
+                other => {
+                    return Err(ConfigError {
+                        key: "KERYU_CONFIG_FILE",
+                        reason: format!("{key} = {other} is not a plain value"),
+                    });
+                }
+            };
+            Ok((key, text))
+        })
+        .collect()
 }
 
 fn parse_outcome_unknown_policy(raw: &str) -> Result<OutcomeUnknownPolicy, String> {
@@ -520,6 +567,21 @@ mod tests {
                 "{key} is missing from .env.example"
             );
         }
+    }
+
+    #[test]
+    fn a_toml_file_uses_the_environment_names() {
+        let keys = file_keys(
+            "KERYU_SENDER_MPS = 80\nALLOWED_HOSTS = [\"a.example\", \"b.example\"]\n\
+             KERYU_TRUST_FORWARDED_FOR = true\nNATS_URL = \"nats://nats:4222\"\n",
+        )
+        .expect("valid TOML");
+        let config = Config::from_lookup(|key| keys.get(key).cloned()).expect("valid values");
+        assert_eq!(config.dispatcher.sender_mps, 80.0);
+        assert_eq!(config.http.allowed_hosts, ["a.example", "b.example"]);
+        assert!(config.http.trust_forwarded_for);
+        assert!(file_keys("[section]\nKEY = 1").is_err());
+        assert!(file_keys("not toml").is_err());
     }
 
     #[test]

@@ -52,11 +52,17 @@ pub struct Telemetry {
     provider: Option<SdkTracerProvider>,
 }
 
-/// Installs the process's log subscriber, filtered by `KERYU_LOG` (default `info`), and — when
+/// Installs the process's log subscriber, filtered by `KERYU_LOG` (default `info`, or `debug`
+/// with the seed's `DEBUG=true`), and — when
 /// `OTEL_EXPORTER_OTLP_ENDPOINT` is set — exports its spans over OTLP (HTTP, JSON encoding,
 /// batched) with `service.name` = `service`.
 pub fn init(format: LogFormat, service: &'static str) -> Telemetry {
-    let filter = EnvFilter::try_from_env("KERYU_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_env("KERYU_LOG").unwrap_or_else(|_| {
+        // The seed's DEBUG switch: more detail when no explicit filter is given.
+        let debug = std::env::var("DEBUG")
+            .is_ok_and(|value| matches!(value.trim(), "1" | "true" | "True" | "yes"));
+        EnvFilter::new(if debug { "debug" } else { "info" })
+    });
     let logs = match format {
         LogFormat::Pretty => tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)

@@ -333,3 +333,26 @@ async fn one_trace_follows_a_notification_from_the_api_to_the_twilio_call() {
     }
     deployment.stop().await;
 }
+
+#[test]
+fn a_toml_file_configures_and_the_environment_wins() {
+    let path = std::env::temp_dir().join(format!("keryu-{}.toml", uuid::Uuid::new_v4()));
+    std::fs::write(
+        &path,
+        "KERYU_SENDER_MPS = 80\nKERYU_DISPATCHER_CONCURRENCY = 7\n",
+    )
+    .expect("write");
+    let file = path.to_string_lossy().into_owned();
+    let checked = keryu(
+        &["config", "check"],
+        &[
+            ("KERYU_CONFIG_FILE", file.as_str()),
+            ("KERYU_DISPATCHER_CONCURRENCY", "9"),
+        ],
+    );
+    let _ = std::fs::remove_file(&path);
+    assert!(checked.status.success(), "{}", stderr(&checked));
+    let printed = String::from_utf8_lossy(&checked.stdout);
+    assert!(printed.contains("sender_mps: 80.0"), "{printed}");
+    assert!(printed.contains("concurrency: 9"), "{printed}");
+}
