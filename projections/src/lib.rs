@@ -9,8 +9,8 @@
 
 pub mod alarm_fanout;
 pub mod alarms;
-mod backoff;
 pub mod directory;
+mod follow;
 pub mod lag;
 pub mod notifications;
 pub mod projection;

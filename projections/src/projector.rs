@@ -1,11 +1,11 @@
 //! Runs one projection: catch up from its checkpoint, then follow the log live, one
 //! transaction per batch.
 
-use keryu_infra::event_store::{EventStore, Position, RecordedEvent};
+use keryu_infra::event_store::{Position, RecordedEvent};
 use keryu_infra::postgres::PgEventStore;
 use sqlx::{AssertSqlSafe, PgConnection};
 
-use crate::backoff::pause_after_failure;
+use crate::follow::{FollowError, Follower, follow};
 use crate::projection::{Applied, Projection};
 
 /// What one batch did.
@@ -184,48 +184,26 @@ impl<P: Projection> Projector<P> {
     /// Catches up from the checkpoint, then follows the log until `shutdown` resolves.
     /// Failures are logged and retried with backoff; the projector never stops on its own.
     pub async fn run(&self, shutdown: impl std::future::Future<Output = ()>) {
-        tokio::pin!(shutdown);
-        let mut failures: u32 = 0;
-        'resubscribe: loop {
-            let from = match self.checkpoint().await {
-                Ok(position) => position,
-                Err(error) => {
-                    failures += 1;
-                    if pause_after_failure(self.projection.name(), &error, failures, &mut shutdown)
-                        .await
-                    {
-                        return;
-                    }
-                    continue;
-                }
-            };
-            let mut subscription = self.store.subscribe_all(from);
-            loop {
-                let batch = tokio::select! {
-                    () = &mut shutdown => return,
-                    batch = subscription.next_batch() => batch,
-                };
-                let Some(batch) = batch else { return };
-                match self.apply_batch(&batch).await {
-                    Ok(_) => failures = 0,
-                    Err(error) => {
-                        failures += 1;
-                        if pause_after_failure(
-                            self.projection.name(),
-                            &error,
-                            failures,
-                            &mut shutdown,
-                        )
-                        .await
-                        {
-                            return;
-                        }
-                        // Resume from the stored checkpoint: the failed batch is read again.
-                        continue 'resubscribe;
-                    }
-                }
-            }
-        }
+        follow(self, shutdown).await;
+    }
+}
+
+impl<P: Projection> Follower for Projector<P> {
+    fn name(&self) -> &str {
+        self.projection.name()
+    }
+
+    fn store(&self) -> &PgEventStore {
+        &self.store
+    }
+
+    async fn checkpoint(&self) -> Result<Position, FollowError> {
+        Ok(Projector::checkpoint(self).await?)
+    }
+
+    async fn handle(&self, batch: &[RecordedEvent]) -> Result<(), FollowError> {
+        self.apply_batch(batch).await?;
+        Ok(())
     }
 }
 

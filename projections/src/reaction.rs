@@ -7,16 +7,15 @@
 //! duplicate window, the fan-out through deterministic ids. Checkpoints live in
 //! `process_checkpoints`, one row per reaction.
 
-use std::error::Error;
 use std::future::Future;
 
-use keryu_infra::event_store::{EventStore, Position, RecordedEvent};
+use keryu_infra::event_store::{Position, RecordedEvent};
 use keryu_infra::postgres::PgEventStore;
 
-use crate::backoff::pause_after_failure;
+use crate::follow::{FollowError, Follower, follow};
 
 /// Why a batch could not be handled; the batch is retried.
-pub type ReactionError = Box<dyn Error + Send + Sync>;
+pub type ReactionError = FollowError;
 
 /// Reacts to batches of the log with idempotent effects.
 pub trait Reaction: Send + Sync + 'static {
@@ -85,45 +84,29 @@ impl<R: Reaction> Reactor<R> {
     /// Hands the log to the reaction batch by batch, effect then checkpoint, until `shutdown`
     /// resolves. Failures are logged and retried from the checkpoint with backoff.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) {
-        tokio::pin!(shutdown);
-        let name = self.reaction.name();
-        let mut failures: u32 = 0;
-        'resubscribe: loop {
-            let from = match self.checkpoint().await {
-                Ok(position) => position,
-                Err(error) => {
-                    failures += 1;
-                    if pause_after_failure(name, &error, failures, &mut shutdown).await {
-                        return;
-                    }
-                    continue;
-                }
-            };
-            let mut subscription = self.store.subscribe_all(from);
-            loop {
-                let batch = tokio::select! {
-                    () = &mut shutdown => return,
-                    batch = subscription.next_batch() => batch,
-                };
-                let Some(batch) = batch else { return };
-                let Some(last) = batch.last().map(|event| event.position) else {
-                    continue;
-                };
-                let handled = match self.reaction.react(&batch).await {
-                    Ok(()) => self.advance(last).await.map_err(ReactionError::from),
-                    Err(error) => Err(error),
-                };
-                match handled {
-                    Ok(()) => failures = 0,
-                    Err(error) => {
-                        failures += 1;
-                        if pause_after_failure(name, &error, failures, &mut shutdown).await {
-                            return;
-                        }
-                        continue 'resubscribe;
-                    }
-                }
-            }
-        }
+        follow(self, shutdown).await;
+    }
+}
+
+impl<R: Reaction> Follower for Reactor<R> {
+    fn name(&self) -> &str {
+        self.reaction.name()
+    }
+
+    fn store(&self) -> &PgEventStore {
+        &self.store
+    }
+
+    async fn checkpoint(&self) -> Result<Position, FollowError> {
+        Ok(Reactor::checkpoint(self).await?)
+    }
+
+    async fn handle(&self, batch: &[RecordedEvent]) -> Result<(), FollowError> {
+        let Some(last) = batch.last().map(|event| event.position) else {
+            return Ok(());
+        };
+        self.reaction.react(batch).await?;
+        self.advance(last).await?;
+        Ok(())
     }
 }
