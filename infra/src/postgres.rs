@@ -3,11 +3,13 @@
 //! The schema lives in `infra/migrations` (one file per database object), embedded into the
 //! binary as [`MIGRATOR`] and applied by `keryu migrate` and at the start of every role.
 
+mod chain;
 mod event_store;
 mod group_commit;
 mod rows;
 mod subscription;
 
+pub use chain::{ChainReport, verify_chain};
 pub use event_store::{PgEventStore, SubscriptionOptions};
 
 use sqlx::migrate::{MigrateDatabase, MigrateError, Migrator};
