@@ -218,6 +218,10 @@ impl Deployment {
             ("KERYU_NATS_SUBJECT_PREFIX", format!("bench{short}.events")),
             ("KERYU_NATS_DISPATCHER_CONSUMER", format!("bench{short}")),
             ("KERYU_LOG", "warn".to_owned()),
+            // The load comes from one address with one token: the API's own request limits
+            // would measure themselves, not Keryu.
+            ("KERYU_RATE_LIMIT_PER_TOKEN", "0".to_owned()),
+            ("KERYU_RATE_LIMIT_PER_IP", "0".to_owned()),
         ]
         .into_iter()
         .map(|(key, value)| (key.to_owned(), value))
