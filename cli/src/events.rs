@@ -1,4 +1,5 @@
-//! `keryu events …`: the event log for auditors and operators — export it and follow it live.
+//! `keryu events …`: the event log for auditors and operators — export it, follow it live, and
+//! replay it to a point in time.
 //!
 //! Every action only reads: it connects to the configured database without creating or
 //! migrating anything, so it is safe against production (and works with a read-only role).
@@ -8,6 +9,7 @@
 
 mod export;
 mod progress;
+mod replay;
 mod tail;
 
 use std::io::{ErrorKind, Write};
@@ -26,6 +28,9 @@ pub enum EventsAction {
     Export(export::ExportArgs),
     /// Follow the log live, one NDJSON line per event as it commits, until Ctrl-C or SIGTERM.
     Tail(tail::TailArgs),
+    /// Fold the log up to a position or a time with the domain's aggregates and print the
+    /// state then, as JSON: of one stream, or of every notification.
+    Replay(replay::ReplayArgs),
 }
 
 /// Runs the action against the configured database.
@@ -34,6 +39,7 @@ pub async fn run(config: &Config, action: EventsAction) -> anyhow::Result<()> {
     match action {
         EventsAction::Export(args) => export::run(&store, &args).await,
         EventsAction::Tail(args) => tail::run(&store, &args).await,
+        EventsAction::Replay(args) => replay::run(&store, &args).await,
     }
 }
 

@@ -1,4 +1,4 @@
-//! `keryu events export|tail` through the real binary, against the log a real
+//! `keryu events export|tail|replay` through the real binary, against the log a real
 //! deployment wrote while delivering a notification.
 
 use std::io::{BufRead, BufReader};
@@ -9,7 +9,7 @@ use std::time::Duration;
 use keryu_infra::event_store::{EventStore, Position};
 use keryu_infra::postgres::PgEventStore;
 use keryu_projections::queries::events::EventView;
-use serde_json::json;
+use serde_json::{Value, json};
 use sqlx::PgPool;
 
 use crate::support::{Deployment, Running, keryu, stderr};
@@ -38,6 +38,14 @@ impl Deployment {
         );
         output
     }
+
+    /// `keryu events replay …`, parsed.
+    fn replay(&self, args: &[&str]) -> Value {
+        let mut all = vec!["events", "replay"];
+        all.extend_from_slice(args);
+        let output = self.keryu_ok(&all);
+        serde_json::from_slice(&output.stdout).expect("replay prints JSON")
+    }
 }
 
 fn lines(stdout: &[u8]) -> Vec<EventView> {
@@ -49,12 +57,13 @@ fn lines(stdout: &[u8]) -> Vec<EventView> {
 
 /// A notification delivered and read: the log holds the subject, every step of the delivery and
 /// the callbacks, written by the API, the dispatcher and the webhook.
-async fn delivered(deployment: &Deployment, phone: &str) {
+async fn delivered(deployment: &Deployment, phone: &str) -> (String, String) {
     let subject = deployment.subject(phone).await;
     let id = deployment
         .notify(json!({ "subject_id": subject, "body": "Hola Ana" }))
         .await;
     deployment.wait_for_status(&id, &["read"], 30).await;
+    (subject, id)
 }
 
 #[tokio::test]
@@ -115,6 +124,104 @@ async fn an_export_is_the_log_line_for_line_and_matches_the_api_stream() {
         .collect();
     let backwards = keryu(&["events", "export", "--from", &to, "--to", &from], &env);
     assert!(!backwards.status.success());
+    deployment.stop().await;
+}
+
+#[tokio::test]
+async fn replay_shows_the_state_as_of_a_position_or_a_time() {
+    let deployment = Deployment::start(&["--callback-delay-ms", "50"], &[]).await;
+    let (subject, id) = delivered(&deployment, "+15551170002").await;
+    let stream = format!("notification-{id}");
+    let store = deployment.store().await;
+    let events: Vec<EventView> = store
+        .read_all(Position::START, 10_000)
+        .await
+        .expect("read")
+        .iter()
+        .filter(|event| event.stream.as_str() == stream)
+        .map(EventView::from)
+        .collect();
+    let of_type = |wanted: &str| {
+        events
+            .iter()
+            .find(|event| event.event_type == wanted)
+            .unwrap_or_else(|| panic!("no {wanted} in {events:?}"))
+    };
+    let queued = of_type("NotificationQueued").position.to_string();
+    let sent = of_type("NotificationSent").recorded_at.to_rfc3339();
+
+    let then = deployment.replay(&["--until", &queued, "--stream", &stream]);
+    assert_eq!(then["state"]["status"], "queued", "{then}");
+    assert_eq!(then["state"]["id"], id);
+    assert_eq!(then["state"]["total_attempts"], 0);
+    assert!(then["state"]["sent_at"].is_null());
+    let types: Vec<&str> = then["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|event| event["type"].as_str())
+        .collect();
+    assert_eq!(types, ["NotificationCreated", "NotificationQueued"]);
+
+    let at_send = deployment.replay(&["--until", &sent, "--stream", &stream]);
+    assert_eq!(at_send["state"]["status"], "sent", "{at_send}");
+    assert_eq!(at_send["state"]["total_attempts"], 1);
+    assert!(at_send["state"]["sent_at"].is_string());
+
+    let now = deployment.replay(&["--until", "999999999", "--stream", &stream]);
+    assert_eq!(now["state"]["status"], "read", "{now}");
+    assert!(now["state"]["read_at"].is_string());
+
+    let everyone = deployment.replay(&["--until", &queued]);
+    assert_eq!(
+        everyone["notifications"],
+        json!({ id.clone(): { "status": "queued", "attempt": 0, "total_attempts": 0 } }),
+        "{everyone}"
+    );
+    let everyone = deployment.replay(&["--until", &chrono::Utc::now().to_rfc3339()]);
+    assert_eq!(everyone["notifications"][&id]["status"], "read");
+
+    let person = deployment.replay(&[
+        "--until",
+        &queued,
+        "--stream",
+        &format!("subject-{subject}"),
+    ]);
+    assert_eq!(
+        (&person["state"]["name"], &person["state"]["active"]),
+        (&json!("Ana"), &json!(true)),
+        "{person}"
+    );
+    let before = deployment.replay(&["--until", "0", "--stream", &stream]);
+    assert!(
+        before["state"].is_null() && before["events"] == json!([]),
+        "{before}"
+    );
+
+    let env: Vec<(&str, &str)> = deployment
+        .env
+        .iter()
+        .map(|(key, value)| (key.as_str(), value.as_str()))
+        .collect();
+    let refused = keryu(&["events", "replay", "--until", "yesterday"], &env);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("RFC 3339"),
+        "{}",
+        stderr(&refused)
+    );
+    let refused = keryu(
+        &[
+            "events",
+            "replay",
+            "--until",
+            "1",
+            "--stream",
+            "Not-A-Stream",
+        ],
+        &env,
+    );
+    assert!(!refused.status.success());
     deployment.stop().await;
 }
 
