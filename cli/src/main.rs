@@ -2,6 +2,7 @@
 //! can be deployed everywhere and scaled per role.
 
 mod custodian;
+mod events;
 mod migrate;
 mod projections;
 mod serve;
@@ -48,6 +49,9 @@ enum Task {
     /// Operate the read models: status, rebuild.
     #[command(subcommand)]
     Projections(projections::ProjectionsAction),
+    /// Read the event log: export, tail, replay to a point in time.
+    #[command(subcommand)]
+    Events(events::EventsAction),
     /// Administer custodians (users).
     #[command(subcommand)]
     Custodian(custodian::CustodianAction),
@@ -145,6 +149,7 @@ async fn run(cli: Cli, config: Result<Config, ConfigError>) -> anyhow::Result<()
             Ok(())
         }
         Task::Projections(action) => projections::run(&config, action).await,
+        Task::Events(action) => events::run(&config, action).await,
         Task::Custodian(action) => custodian::run(&config, action).await,
         Task::Token(action) => token::run(&config, &action),
     }

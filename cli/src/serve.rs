@@ -342,7 +342,7 @@ fn api_router(
 ) -> anyhow::Result<Router> {
     let (verifier, issuer) = auth::from_config(&config.auth)?;
     tokio::spawn(sweep_idempotency_keys(store.pool().clone()));
-    let queries = QueryState::new(store.pool().clone(), verifier.clone());
+    let queries = QueryState::new(store.clone(), verifier.clone());
     let webhook = StatusWebhook::new(
         store.clone(),
         twilio.auth_token.clone(),

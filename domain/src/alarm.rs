@@ -107,7 +107,9 @@ impl AlarmStatus {
 }
 
 /// The alarm aggregate.
-#[derive(Debug, Clone, PartialEq, Default)]
+///
+/// Serialises (one way) so `keryu events replay` can print the state as of a point in the log.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct Alarm {
     /// `None` until raised.
     pub id: Option<AlarmId>,

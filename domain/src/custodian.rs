@@ -54,7 +54,10 @@ impl fmt::Debug for PasswordHash {
 }
 
 /// The custodian aggregate.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+///
+/// Serialises (one way, without the password hash) so `keryu events replay` can print the
+/// state as of a point in the log.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct Custodian {
     /// `None` until created.
     pub id: Option<CustodianId>,
@@ -64,7 +67,8 @@ pub struct Custodian {
     pub name: String,
     /// What the custodian may do.
     pub role: Option<Role>,
-    /// For password logins.
+    /// For password logins. Never serialised: a hash is a secret even in an audit.
+    #[serde(skip)]
     pub password_hash: Option<PasswordHash>,
     /// Where alarms about the custodian's subjects reach them (WhatsApp); without one the
     /// custodian sees alarms in the API only.

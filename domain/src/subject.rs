@@ -11,7 +11,9 @@ use crate::event::event_enum;
 use crate::{Aggregate, CustodianId, DomainError, PhoneNumber, SubjectId};
 
 /// The subject aggregate.
-#[derive(Debug, Clone, PartialEq, Default)]
+///
+/// Serialises (one way) so `keryu events replay` can print the state as of a point in the log.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct Subject {
     /// `None` until registered.
     pub id: Option<SubjectId>,

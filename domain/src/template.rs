@@ -64,7 +64,9 @@ pub struct ApprovedVersion {
 }
 
 /// The template aggregate.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+///
+/// Serialises (one way) so `keryu events replay` can print the state as of a point in the log.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct MessageTemplate {
     /// `None` until created.
     pub id: Option<TemplateId>,

@@ -1,6 +1,7 @@
 //! The query API over the read models: notifications, subjects, alarms, templates, custodians
 //! and dashboard counts, with their freshness. One module per resource; what they share (paging,
-//! freshness, scoping) lives here.
+//! freshness, scoping) lives here. Beside them, for auditors, the event log itself
+//! ([`events`]): read from the store, not from a read model.
 //!
 //! Every answer carries `Keryu-Projection-Position`, the log position the read model had
 //! reached when the query ran; `?min_position=N` (N from a command's `Keryu-Position`) waits up
@@ -10,6 +11,7 @@
 
 mod alarms;
 mod directory;
+pub mod events;
 mod notifications;
 mod openapi;
 mod subjects;
@@ -24,6 +26,7 @@ use chrono::{DateTime, Utc};
 use keryu_domain::Role;
 use keryu_infra::http::auth::{Caller, HasTokenVerifier, TokenVerifier};
 use keryu_infra::http::problem::{Problem, ProblemKind};
+use keryu_infra::postgres::PgEventStore;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use utoipa::openapi::OpenApi;
@@ -50,13 +53,20 @@ const DEFAULT_LIMIT: u32 = 50;
 #[derive(Clone)]
 pub struct QueryState {
     pool: PgPool,
+    store: PgEventStore,
     verifier: TokenVerifier,
 }
 
 impl QueryState {
-    /// Queries on `pool`, authenticating with `verifier`.
-    pub fn new(pool: PgPool, verifier: TokenVerifier) -> Self {
-        QueryState { pool, verifier }
+    /// Queries on the read models beside `store`'s log (one database), and on the log itself,
+    /// authenticating with `verifier`. The event log routes read through the store, so they see
+    /// events exactly as every other reader of the log does.
+    pub fn new(store: PgEventStore, verifier: TokenVerifier) -> Self {
+        QueryState {
+            pool: store.pool().clone(),
+            store,
+            verifier,
+        }
     }
 }
 
@@ -70,7 +80,7 @@ impl HasTokenVerifier for QueryState {
 /// document they make up. The seed's alias paths are added by [`router`] and named in the
 /// summaries.
 fn documented_routes() -> (Router<QueryState>, OpenApi) {
-    let (routes, mut document) = OpenApiRouter::with_openapi(openapi::QueryDoc::openapi())
+    let (read_models, mut document) = OpenApiRouter::with_openapi(openapi::QueryDoc::openapi())
         .routes(routes!(notifications::list_notifications))
         .routes(routes!(notifications::notification_status))
         .routes(routes!(notifications::stats))
@@ -82,8 +92,15 @@ fn documented_routes() -> (Router<QueryState>, OpenApi) {
         .routes(routes!(directory::template))
         .routes(routes!(directory::list_custodians))
         .split_for_parts();
-    openapi::apply_conventions(&mut document);
-    (routes, document)
+    openapi::apply_conventions(&mut document, openapi::Source::ReadModel);
+    let (log, mut log_document) = OpenApiRouter::new()
+        .routes(routes!(events::list_events))
+        .routes(routes!(events::stream_events))
+        .routes(routes!(events::notification_history))
+        .split_for_parts();
+    openapi::apply_conventions(&mut log_document, openapi::Source::EventLog);
+    document.merge(log_document);
+    (read_models.merge(log), document)
 }
 
 /// The OpenAPI document of the query routes. The command API merges it into the document it

@@ -2,9 +2,10 @@
 //!
 //! Each handler documents its own path, parameters and answer (`#[utoipa::path]`); the bearer
 //! requirement, the `Keryu-Projection-Position` header and the problem answers are the same for
-//! every query, so they are added here to every operation at once, as
+//! every query of a read model, so they are added here to every operation at once, as
 //! [`with_position`](super::with_position) adds the header to every answer: a new route
-//! cannot be documented without them.
+//! cannot be documented without them. The event log routes read the log itself, so they share
+//! everything but the header.
 
 use keryu_infra::http::problem::ProblemDocument;
 use utoipa::PartialSchema;
@@ -30,9 +31,19 @@ const BEARER: &str = "bearer";
 )]
 pub(super) struct QueryDoc;
 
+/// What the operations of a document answer from, which decides what their answers share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Source {
+    /// A read model: answers carry `Keryu-Projection-Position`.
+    ReadModel,
+    /// The event log, read through the store: always current, so no freshness header.
+    EventLog,
+}
+
 /// Registers the bearer scheme and gives every operation of `document` the bearer requirement,
-/// the `Keryu-Projection-Position` header on its 200 answer, and its problem answers.
-pub(super) fn apply_conventions(document: &mut OpenApi) {
+/// the `Keryu-Projection-Position` header on its 200 answer (read models only), and its problem
+/// answers.
+pub(super) fn apply_conventions(document: &mut OpenApi, source: Source) {
     document
         .components
         .get_or_insert_with(Default::default)
@@ -57,14 +68,16 @@ pub(super) fn apply_conventions(document: &mut OpenApi) {
         .flatten()
     });
     for operation in operations {
-        document_conventions(operation);
+        document_conventions(operation, source);
     }
 }
 
-fn document_conventions(operation: &mut Operation) {
+fn document_conventions(operation: &mut Operation, source: Source) {
     operation.security = Some(vec![SecurityRequirement::new(BEARER, Vec::<String>::new())]);
     let responses = &mut operation.responses.responses;
-    if let Some(RefOr::T(ok)) = responses.get_mut("200") {
+    if source == Source::ReadModel
+        && let Some(RefOr::T(ok)) = responses.get_mut("200")
+    {
         ok.headers.insert(
             "Keryu-Projection-Position".to_owned(),
             RefOr::T(
@@ -83,7 +96,10 @@ fn document_conventions(operation: &mut Operation) {
     );
     responses.insert(
         "503".to_owned(),
-        problem("The read models are unavailable; retry later"),
+        problem(match source {
+            Source::ReadModel => "The read models are unavailable; retry later",
+            Source::EventLog => "The event store is unavailable; retry later",
+        }),
     );
 }
 

@@ -1,6 +1,7 @@
 //! The query API over real HTTP and real read models: paging, filters, freshness, scoping.
 
 mod alarms;
+mod events;
 mod openapi;
 
 use std::collections::{BTreeSet, HashSet};
@@ -72,7 +73,7 @@ impl World {
             .await
             .expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("address"));
-        let app = router(QueryState::new(pool, verifier));
+        let app = router(QueryState::new(store.clone(), verifier));
         tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
         World {
             store,

@@ -1,5 +1,5 @@
 //! The query routes' OpenAPI document: every operation says how to authenticate, how fresh its
-//! answer is and which problems it answers.
+//! answer is (read models) and which problems it answers.
 
 use serde_json::{Value, json};
 
@@ -19,16 +19,41 @@ fn every_query_operation_is_documented_with_the_shared_conventions() {
             "/api/alarms",
             "/api/alarms/{id}",
             "/api/custodians",
+            "/api/events",
             "/api/notifications",
             "/api/notifications/{id}",
+            "/api/notifications/{id}/history",
             "/api/stats",
+            "/api/streams/{stream}/events",
             "/api/subjects",
             "/api/subjects/{id}",
             "/api/templates",
             "/api/templates/{id}",
         ]
     );
+    let from_the_log = |path: &str| path.contains("events") || path.ends_with("history");
     for (path, operation) in operations {
+        if from_the_log(path) {
+            assert_eq!(operation["tags"], json!(["events"]), "{path}");
+            assert_eq!(operation["security"], json!([{ "bearer": [] }]), "{path}");
+            let ok = &operation["responses"]["200"];
+            assert!(
+                ok["headers"].get("Keryu-Projection-Position").is_none(),
+                "{path}"
+            );
+            assert!(
+                ok["content"]["application/json"]["schema"]["$ref"].is_string(),
+                "{path}: {ok}"
+            );
+            for status in ["4XX", "503"] {
+                assert!(
+                    operation["responses"][status]["content"]["application/problem+json"]
+                        .is_object(),
+                    "{path} {status}"
+                );
+            }
+            continue;
+        }
         assert_eq!(operation["security"], json!([{ "bearer": [] }]), "{path}");
         let ok = &operation["responses"]["200"];
         assert!(
@@ -66,12 +91,20 @@ fn every_query_operation_is_documented_with_the_shared_conventions() {
         names,
         ["status", "subject_id", "limit", "cursor", "min_position"]
     );
+    let streamed = &document["paths"]["/api/events"]["get"]["responses"]["200"]["content"];
+    assert_eq!(
+        streamed["application/x-ndjson"]["schema"]["$ref"],
+        "#/components/schemas/EventView"
+    );
     assert!(document["components"]["securitySchemes"]["bearer"].is_object());
     for schema in [
         "ProblemDocument",
         "AlarmDetail",
         "AlarmView",
         "AlarmNotificationView",
+        "EventPage",
+        "EventView",
+        "NotificationHistory",
     ] {
         assert!(
             document["components"]["schemas"][schema].is_object(),

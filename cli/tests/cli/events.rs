@@ -1,0 +1,283 @@
+//! `keryu events export|tail|replay` through the real binary, against the log a real
+//! deployment wrote while delivering a notification.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use keryu_infra::event_store::{EventStore, Position};
+use keryu_infra::postgres::PgEventStore;
+use keryu_projections::queries::events::EventView;
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+use crate::support::{Deployment, Running, keryu, stderr};
+
+impl Deployment {
+    /// The deployment's log, read through the store.
+    async fn store(&self) -> PgEventStore {
+        let pool = PgPool::connect(&self.database.url())
+            .await
+            .expect("connect");
+        PgEventStore::new(pool)
+    }
+
+    /// Runs `keryu <args>` with this deployment's configuration; fails the test on failure.
+    fn keryu_ok(&self, args: &[&str]) -> std::process::Output {
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(key, value)| (key.as_str(), value.as_str()))
+            .collect();
+        let output = keryu(args, &env);
+        assert!(
+            output.status.success(),
+            "keryu {args:?}: {}",
+            stderr(&output)
+        );
+        output
+    }
+
+    /// `keryu events replay …`, parsed.
+    fn replay(&self, args: &[&str]) -> Value {
+        let mut all = vec!["events", "replay"];
+        all.extend_from_slice(args);
+        let output = self.keryu_ok(&all);
+        serde_json::from_slice(&output.stdout).expect("replay prints JSON")
+    }
+}
+
+fn lines(stdout: &[u8]) -> Vec<EventView> {
+    String::from_utf8_lossy(stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("one event per line"))
+        .collect()
+}
+
+/// A notification delivered and read: the log holds the subject, every step of the delivery and
+/// the callbacks, written by the API, the dispatcher and the webhook.
+async fn delivered(deployment: &Deployment, phone: &str) -> (String, String) {
+    let subject = deployment.subject(phone).await;
+    let id = deployment
+        .notify(json!({ "subject_id": subject, "body": "Hola Ana" }))
+        .await;
+    deployment.wait_for_status(&id, &["read"], 30).await;
+    (subject, id)
+}
+
+#[tokio::test]
+async fn an_export_is_the_log_line_for_line_and_matches_the_api_stream() {
+    let deployment = Deployment::start(&["--callback-delay-ms", "50"], &[]).await;
+    delivered(&deployment, "+15551170001").await;
+    let store = deployment.store().await;
+    let head = store.head_position().await.expect("head");
+    let log: Vec<EventView> = store
+        .read_all(Position::START, 10_000)
+        .await
+        .expect("read")
+        .iter()
+        .filter(|event| event.position <= head)
+        .map(EventView::from)
+        .collect();
+    assert!(log.len() >= 6, "{log:?}");
+    assert!(
+        log.iter().any(|event| event
+            .metadata
+            .actor
+            .as_ref()
+            .is_some_and(|actor| actor.role == "admin")),
+        "the API's commands carry their actor"
+    );
+
+    let to = head.to_string();
+    let exported = deployment.keryu_ok(&["events", "export", "--to", &to]);
+    assert_eq!(lines(&exported.stdout), log);
+    let progress = stderr(&exported);
+    assert!(
+        progress.contains("export: 100%") && !progress.contains('\r'),
+        "plain progress lines when stderr is not a terminal: {progress}"
+    );
+
+    // The API streams the very same bytes.
+    let streamed = deployment
+        .client
+        .get(format!("{}/api/events?to={head}", deployment.base))
+        .bearer_auth(&deployment.admin)
+        .header("accept", "application/x-ndjson")
+        .send()
+        .await
+        .expect("GET")
+        .bytes()
+        .await
+        .expect("body");
+    assert_eq!(streamed.as_ref(), exported.stdout.as_slice());
+
+    // --from and --to are inclusive.
+    let (from, to) = (log[2].position.to_string(), log[5].position.to_string());
+    let part = deployment.keryu_ok(&["events", "export", "--from", &from, "--to", &to]);
+    assert_eq!(lines(&part.stdout), log[2..6]);
+    let env: Vec<(&str, &str)> = deployment
+        .env
+        .iter()
+        .map(|(key, value)| (key.as_str(), value.as_str()))
+        .collect();
+    let backwards = keryu(&["events", "export", "--from", &to, "--to", &from], &env);
+    assert!(!backwards.status.success());
+    deployment.stop().await;
+}
+
+#[tokio::test]
+async fn replay_shows_the_state_as_of_a_position_or_a_time() {
+    let deployment = Deployment::start(&["--callback-delay-ms", "50"], &[]).await;
+    let (subject, id) = delivered(&deployment, "+15551170002").await;
+    let stream = format!("notification-{id}");
+    let store = deployment.store().await;
+    let events: Vec<EventView> = store
+        .read_all(Position::START, 10_000)
+        .await
+        .expect("read")
+        .iter()
+        .filter(|event| event.stream.as_str() == stream)
+        .map(EventView::from)
+        .collect();
+    let of_type = |wanted: &str| {
+        events
+            .iter()
+            .find(|event| event.event_type == wanted)
+            .unwrap_or_else(|| panic!("no {wanted} in {events:?}"))
+    };
+    let queued = of_type("NotificationQueued").position.to_string();
+    let sent = of_type("NotificationSent").recorded_at.to_rfc3339();
+
+    let then = deployment.replay(&["--until", &queued, "--stream", &stream]);
+    assert_eq!(then["state"]["status"], "queued", "{then}");
+    assert_eq!(then["state"]["id"], id);
+    assert_eq!(then["state"]["total_attempts"], 0);
+    assert!(then["state"]["sent_at"].is_null());
+    let types: Vec<&str> = then["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|event| event["type"].as_str())
+        .collect();
+    assert_eq!(types, ["NotificationCreated", "NotificationQueued"]);
+
+    let at_send = deployment.replay(&["--until", &sent, "--stream", &stream]);
+    assert_eq!(at_send["state"]["status"], "sent", "{at_send}");
+    assert_eq!(at_send["state"]["total_attempts"], 1);
+    assert!(at_send["state"]["sent_at"].is_string());
+
+    let now = deployment.replay(&["--until", "999999999", "--stream", &stream]);
+    assert_eq!(now["state"]["status"], "read", "{now}");
+    assert!(now["state"]["read_at"].is_string());
+
+    let everyone = deployment.replay(&["--until", &queued]);
+    assert_eq!(
+        everyone["notifications"],
+        json!({ id.clone(): { "status": "queued", "attempt": 0, "total_attempts": 0 } }),
+        "{everyone}"
+    );
+    let everyone = deployment.replay(&["--until", &chrono::Utc::now().to_rfc3339()]);
+    assert_eq!(everyone["notifications"][&id]["status"], "read");
+
+    let person = deployment.replay(&[
+        "--until",
+        &queued,
+        "--stream",
+        &format!("subject-{subject}"),
+    ]);
+    assert_eq!(
+        (&person["state"]["name"], &person["state"]["active"]),
+        (&json!("Ana"), &json!(true)),
+        "{person}"
+    );
+    let before = deployment.replay(&["--until", "0", "--stream", &stream]);
+    assert!(
+        before["state"].is_null() && before["events"] == json!([]),
+        "{before}"
+    );
+
+    let env: Vec<(&str, &str)> = deployment
+        .env
+        .iter()
+        .map(|(key, value)| (key.as_str(), value.as_str()))
+        .collect();
+    let refused = keryu(&["events", "replay", "--until", "yesterday"], &env);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("RFC 3339"),
+        "{}",
+        stderr(&refused)
+    );
+    let refused = keryu(
+        &[
+            "events",
+            "replay",
+            "--until",
+            "1",
+            "--stream",
+            "Not-A-Stream",
+        ],
+        &env,
+    );
+    assert!(!refused.status.success());
+    deployment.stop().await;
+}
+
+#[tokio::test]
+async fn tail_prints_events_as_they_commit_until_sigterm() {
+    let deployment = Deployment::start(&[], &[]).await;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keryu"))
+        .args(["events", "tail"])
+        .envs(
+            deployment
+                .env
+                .iter()
+                .map(|(key, value)| (key.as_str(), value.as_str())),
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn keryu events tail");
+    let (stdout, stderr_pipe) = (
+        child.stdout.take().expect("stdout"),
+        child.stderr.take().expect("stderr"),
+    );
+    let mut tail = Running(child);
+    let (out_lines, out) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = out_lines.send(line);
+        }
+    });
+    let (err_lines, err) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr_pipe).lines().map_while(Result::ok) {
+            let _ = err_lines.send(line);
+        }
+    });
+    let announced = err
+        .recv_timeout(Duration::from_secs(20))
+        .expect("tail announces where it follows from");
+    assert!(announced.contains("following the log"), "{announced}");
+
+    let subject = deployment.subject("+15551170003").await;
+    let mut seen = Vec::new();
+    let registered = loop {
+        let line = out
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("no SubjectRegistered line; got {seen:?}"));
+        let event: EventView = serde_json::from_str(&line).expect("an NDJSON event");
+        if event.event_type == "SubjectRegistered" {
+            break event;
+        }
+        seen.push(line);
+    };
+    assert_eq!(registered.stream, format!("subject-{subject}"));
+    assert!(seen.is_empty(), "only events after the start: {seen:?}");
+
+    let status = tail.signal("TERM").await;
+    assert!(status.success(), "keryu events tail exited with {status}");
+    deployment.stop().await;
+}
