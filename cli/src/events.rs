@@ -1,7 +1,7 @@
 //! `keryu events …`: the event log for auditors and operators — export it, follow it live, and
 //! replay it to a point in time.
 //!
-//! Every action only reads: it connects to the configured database without creating or
+//! `verify` recomputes the tamper-evident hash chain. Every action only reads: it connects to the configured database without creating or
 //! migrating anything, so it is safe against production (and works with a read-only role).
 //! Events are written as NDJSON, one [`EventView`](keryu_projections::queries::events::EventView)
 //! per line — the very lines `GET /api/events` streams. Each action lives in a module of its
@@ -11,6 +11,7 @@ mod export;
 mod progress;
 mod replay;
 mod tail;
+mod verify;
 
 use std::io::{ErrorKind, Write};
 
@@ -31,6 +32,9 @@ pub enum EventsAction {
     /// Fold the log up to a position or a time with the domain's aggregates and print the
     /// state then, as JSON: of one stream, or of every notification.
     Replay(replay::ReplayArgs),
+    /// Recompute the log's hash chain and report the first event that was edited, deleted or
+    /// reordered (exit status 1), or the head hash of an intact log.
+    Verify,
 }
 
 /// Runs the action against the configured database.
@@ -40,6 +44,7 @@ pub async fn run(config: &Config, action: EventsAction) -> anyhow::Result<()> {
         EventsAction::Export(args) => export::run(&store, &args).await,
         EventsAction::Tail(args) => tail::run(&store, &args).await,
         EventsAction::Replay(args) => replay::run(&store, &args).await,
+        EventsAction::Verify => verify::run(&store).await,
     }
 }
 

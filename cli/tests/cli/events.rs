@@ -281,3 +281,39 @@ async fn tail_prints_events_as_they_commit_until_sigterm() {
     assert!(status.success(), "keryu events tail exited with {status}");
     deployment.stop().await;
 }
+
+#[tokio::test]
+async fn verify_reports_an_intact_log_and_finds_an_edited_event() {
+    let deployment = Deployment::start(&[], &[]).await;
+    deployment.subject("+15551180001").await;
+    deployment.subject("+15551180002").await;
+    let env: Vec<(&str, &str)> = deployment
+        .env
+        .iter()
+        .map(|(key, value)| (key.as_str(), value.as_str()))
+        .collect();
+    let intact = keryu(&["events", "verify"], &env);
+    assert!(intact.status.success(), "{}", stderr(&intact));
+    assert!(String::from_utf8_lossy(&intact.stdout).starts_with("intact: "));
+
+    let url = deployment.database.url();
+    let pool = PgPool::connect(&url).await.expect("connect");
+    sqlx::raw_sql(
+        "ALTER TABLE events DISABLE TRIGGER events_append_only; \
+         UPDATE events SET data = '{\"name\": \"Mallory\"}' \
+          WHERE global_position = (SELECT min(global_position) FROM events); \
+         ALTER TABLE events ENABLE TRIGGER events_append_only;",
+    )
+    .execute(&pool)
+    .await
+    .expect("tamper");
+    pool.close().await;
+    let broken = keryu(&["events", "verify"], &env);
+    assert!(!broken.status.success());
+    assert!(
+        stderr(&broken).contains("was edited"),
+        "{}",
+        stderr(&broken)
+    );
+    deployment.stop().await;
+}
