@@ -181,6 +181,7 @@ pub async fn fill(
     };
     let mut subject = (SubjectId(Uuid::now_v7()), phone(0)?);
     let mut last_report = Instant::now();
+    let mut analyzed_at = 0;
     while !done(&filled) {
         let mut batch = Vec::with_capacity(streams_per_transaction);
         while batch.len() < streams_per_transaction.max(1) && !done(&filled) {
@@ -215,6 +216,13 @@ pub async fn fill(
         }
         transaction.commit().await?;
         filled.transactions += 1;
+        // Keep the planner's statistics current while the table grows from empty: without
+        // them (autovacuum off, or not yet run), a pooled connection's cached generic plan
+        // for the store's event-id check is a sequential scan and every append costs O(log).
+        if filled.transactions.is_power_of_two() || filled.events / 100_000 != analyzed_at {
+            analyzed_at = filled.events / 100_000;
+            sqlx::query("ANALYZE events").execute(store.pool()).await?;
+        }
         filled.head = last.0;
         if last_report.elapsed() > Duration::from_secs(5) {
             last_report = Instant::now();

@@ -49,8 +49,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         run_tag: uuid::Uuid::new_v4().simple().to_string()[..8].to_owned(),
     };
     match cli.scenario {
-        Scenario::Commands(args) => commands::run(&bench, &args, false).await,
-        Scenario::Memory(args) => commands::run(&bench, &args, true).await,
+        Scenario::Commands(args) => commands::run(&bench, &args, commands::Write::Commands).await,
+        Scenario::Memory(args) => commands::run(&bench, &args, commands::Write::Memory).await,
         Scenario::EndToEnd(args) => end_to_end::run(&bench, &args).await,
         Scenario::Saturation(args) => saturation::run(&bench, &args).await,
         Scenario::RateLimit(args) => rate_limit::run(&bench, &args).await,
@@ -70,7 +70,12 @@ async fn run_all(bench: &Bench) -> anyhow::Result<()> {
     };
     outcome(
         "commands",
-        commands::run(bench, &defaults::<commands::CommandsArgs>()?, true).await,
+        commands::run(
+            bench,
+            &defaults::<commands::CommandsArgs>()?,
+            commands::Write::Both,
+        )
+        .await,
     );
     outcome(
         "end-to-end",

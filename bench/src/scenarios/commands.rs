@@ -34,11 +34,22 @@ pub struct CommandsArgs {
     pub idle_seconds: Option<u64>,
 }
 
-/// Runs the scenario; with `memory`, also writes `memory.json`.
+/// Which result files a run writes.
+#[derive(Debug, Clone, Copy)]
+pub enum Write {
+    /// `commands.json` only.
+    Commands,
+    /// `memory.json` only.
+    Memory,
+    /// Both (`all`: one load serves both scenarios).
+    Both,
+}
+
+/// Runs the scenario and writes the files `write` names.
 ///
 /// # Errors
 /// When the services cannot start or a result cannot be written.
-pub async fn run(bench: &Bench, args: &CommandsArgs, memory: bool) -> anyhow::Result<()> {
+pub async fn run(bench: &Bench, args: &CommandsArgs, write: Write) -> anyhow::Result<()> {
     let concurrency = bench.pick(args.concurrency, 64, 16);
     let duration = Duration::from_secs(bench.pick(args.duration, 30, 5));
     let baseline_duration = Duration::from_secs(bench.pick(args.baseline_duration, 15, 3));
@@ -74,7 +85,7 @@ pub async fn run(bench: &Bench, args: &CommandsArgs, memory: bool) -> anyhow::Re
     let owned = deployment.is_owned();
     deployment.stop().await?;
 
-    let baseline = if args.no_baseline {
+    let baseline = if args.no_baseline || matches!(write, Write::Memory) {
         None
     } else {
         eprintln!(
@@ -114,25 +125,27 @@ pub async fn run(bench: &Bench, args: &CommandsArgs, memory: bool) -> anyhow::Re
         "callbacks": !bench.global.no_callbacks,
         "subjects": bench.global.subjects,
     });
-    report::write(
-        &bench.global.out,
-        "commands",
-        &bench.machine,
-        config.clone(),
-        json!({
-            "commands": measured.report(),
-            "baseline": baseline,
-            "ratio_to_baseline": ratio,
-            "cpu_cores_during_load": cpu,
-            "serve_memory": { "idle": idle_memory, "loaded": loaded_memory, "after": after_memory },
-            "targets": {
-                "ratio_to_baseline_at_least": 0.7,
-                "p99_ms_below": 20.0,
-            },
-        }),
-        &summary,
-    )?;
-    if memory {
+    if !matches!(write, Write::Memory) {
+        report::write(
+            &bench.global.out,
+            "commands",
+            &bench.machine,
+            config.clone(),
+            json!({
+                "commands": measured.report(),
+                "baseline": baseline,
+                "ratio_to_baseline": ratio,
+                "cpu_cores_during_load": cpu,
+                "serve_memory": { "idle": idle_memory, "loaded": loaded_memory, "after": after_memory },
+                "targets": {
+                    "ratio_to_baseline_at_least": 0.7,
+                    "p99_ms_below": 20.0,
+                },
+            }),
+            &summary,
+        )?;
+    }
+    if !matches!(write, Write::Commands) {
         let summary = match (idle_memory, loaded_memory) {
             (Some(idle), Some(loaded)) => format!(
                 "keryu serve: idle RSS {:.1} MiB, peak RSS {:.1} MiB under {concurrency} clients \

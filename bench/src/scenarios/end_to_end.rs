@@ -40,8 +40,8 @@ pub struct EndToEndArgs {
     /// Skip the sweep (and the plot).
     #[arg(long)]
     pub no_sweep: bool,
-    /// Go on sweeping after p99 broke the threshold (by default the sweep stops one step
-    /// after the first break).
+    /// Go on sweeping after p99 broke the threshold (by default the sweep stops at the first
+    /// break).
     #[arg(long)]
     pub full_sweep: bool,
     /// Where the plot goes.
@@ -105,14 +105,15 @@ pub async fn run(bench: &Bench, args: &EndToEndArgs) -> anyhow::Result<()> {
         vec![50.0, 200.0, 400.0],
     );
     let step_duration = Duration::from_secs(bench.pick(args.step_duration, 15, 4));
-    let deployment = Deployment::for_scenario(&bench.global, &Spec::serve("end-to-end")).await?;
-    let deployment = Rc::new(deployment);
-
-    eprintln!("end-to-end: {rate}/s for {} s", duration.as_secs());
-    let main = step(bench, &deployment, args, rate, duration, "main").await?;
+    // The sweep runs first, from the lowest rate, each step on a system that kept up with
+    // the previous one; the main run then gets services of its own, so that neither sees
+    // the other's backlog.
     let mut steps: Vec<Step> = Vec::new();
     let mut breaks_at = None;
     if !args.no_sweep {
+        let deployment = Rc::new(
+            Deployment::for_scenario(&bench.global, &Spec::serve("end-to-end-sweep")).await?,
+        );
         for (index, &step_rate) in sweep.iter().enumerate() {
             eprintln!(
                 "end-to-end sweep: {step_rate}/s for {} s",
@@ -135,13 +136,23 @@ pub async fn run(bench: &Bench, args: &EndToEndArgs) -> anyhow::Result<()> {
             );
             let broke = breaks(&measured, args.threshold_ms);
             steps.push(measured);
-            if broke && breaks_at.is_none() {
+            if broke && !args.full_sweep {
                 breaks_at = Some(step_rate);
-            } else if breaks_at.is_some() && !args.full_sweep {
                 break;
             }
+            if broke && breaks_at.is_none() {
+                breaks_at = Some(step_rate);
+            }
+        }
+        if let Ok(deployment) = Rc::try_unwrap(deployment) {
+            deployment.stop().await?;
         }
     }
+
+    eprintln!("end-to-end: {rate}/s for {} s", duration.as_secs());
+    let deployment =
+        Rc::new(Deployment::for_scenario(&bench.global, &Spec::serve("end-to-end")).await?);
+    let main = step(bench, &deployment, args, rate, duration, "main").await?;
     let owned = deployment.is_owned();
     if let Ok(deployment) = Rc::try_unwrap(deployment) {
         deployment.stop().await?;

@@ -27,6 +27,10 @@ pub struct RateLimitArgs {
     /// Seconds measured [default: 60; quick: 10].
     #[arg(long)]
     pub duration: Option<u64>,
+    /// Seconds after the first send before the window starts (the relay and the dispatcher
+    /// warm up on a backlog that appeared at once) [default: 5; quick: 2].
+    #[arg(long)]
+    pub warmup: Option<u64>,
     /// Clients posting the backlog to a running service (`--api`) [default: 16].
     #[arg(long)]
     pub concurrency: Option<usize>,
@@ -41,6 +45,7 @@ pub async fn run(bench: &Bench, args: &RateLimitArgs) -> anyhow::Result<()> {
     let burst = args.burst.unwrap_or(1);
     let duration = Duration::from_secs(bench.pick(args.duration, 60, 10));
     let concurrency = args.concurrency.unwrap_or(16);
+    let warmup = Duration::from_secs(bench.pick(args.warmup, 5, 2));
     let spec = Spec {
         sender_mps: mps,
         sender_burst: burst,
@@ -49,7 +54,7 @@ pub async fn run(bench: &Bench, args: &RateLimitArgs) -> anyhow::Result<()> {
     let deployment = Deployment::for_scenario(&bench.global, &spec).await?;
     deployment.reset_sim().await?;
     // More than T seconds' worth, so the sender is never idle during the window.
-    let backlog = (mps * (duration.as_secs_f64() + 10.0)).ceil() as u64;
+    let backlog = (mps * (duration + warmup).as_secs_f64() * 1.2).ceil() as u64;
     eprintln!(
         "rate-limit: M = {mps}/s, burst {burst}; posting {backlog} notifications, measuring {} s",
         duration.as_secs()
@@ -93,8 +98,8 @@ pub async fn run(bench: &Bench, args: &RateLimitArgs) -> anyhow::Result<()> {
         if !listed.messages.is_empty() && first_seen.is_none() {
             first_seen = Some(Instant::now());
         }
-        let over =
-            first_seen.is_some_and(|seen| seen.elapsed() > duration + Duration::from_secs(3));
+        let over = first_seen
+            .is_some_and(|seen| seen.elapsed() > duration + warmup + Duration::from_secs(3));
         if over || (first_seen.is_none() && started.elapsed() > Duration::from_secs(120)) {
             break listed;
         }
@@ -108,12 +113,13 @@ pub async fn run(bench: &Bench, args: &RateLimitArgs) -> anyhow::Result<()> {
         .map(|m| m.received_at_micros)
         .collect();
     times.sort_unstable();
-    let first = times.first().copied().unwrap_or(0);
+    let first =
+        times.first().copied().unwrap_or(0) + i64::try_from(warmup.as_micros()).unwrap_or(0);
     let window = i64::try_from(duration.as_micros()).unwrap_or(i64::MAX);
     let in_window: Vec<i64> = times
         .iter()
         .copied()
-        .filter(|t| *t < first + window)
+        .filter(|t| *t >= first && *t < first + window)
         .collect();
     let sends = count_between(&times, first, first + window);
     let achieved = sends as f64 / duration.as_secs_f64();
@@ -144,6 +150,7 @@ pub async fn run(bench: &Bench, args: &RateLimitArgs) -> anyhow::Result<()> {
             "mps": mps,
             "burst": burst,
             "duration_seconds": duration.as_secs(),
+            "warmup_seconds": warmup.as_secs(),
             "backlog": backlog,
             "concurrency": concurrency,
             "started_services": owned,
