@@ -116,7 +116,10 @@ async fn write(
     requests: &[Request],
 ) -> Result<Vec<Result<AppendResult, AppendError>>, AppendError> {
     let mut transaction = pool.begin().await.map_err(backend)?;
-    sqlx::query("SELECT keryu_lock_event_log()")
+    // The two lookups below must use the unique indexes whatever the planner's statistics
+    // say: on a table never analysed (autovacuum off, a fresh database) it may pick a
+    // sequential scan for `= ANY(…)`, and every append then reads the whole log.
+    sqlx::raw_sql("SELECT keryu_lock_event_log(); SET LOCAL enable_seqscan = off;")
         .execute(&mut *transaction)
         .await
         .map_err(backend)?;
