@@ -476,9 +476,19 @@ impl Owned {
         let log_path = self.logs.join(format!("{name}.log"));
         let log = File::create(&log_path)
             .with_context(|| format!("cannot create {}", log_path.display()))?;
-        let child = Command::new(&self.keryu)
+        let mut command = Command::new(&self.keryu);
+        command
             .args(args)
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        // Every role serves /healthz, /readyz and /metrics on KERYU_HTTP_ADDR: only the process
+        // serving the API keeps the deployment's address, the others get one of their own.
+        let serves_api = args
+            .first()
+            .is_some_and(|role| matches!(role.as_ref().to_str(), Some("serve" | "command-api")));
+        if !serves_api {
+            command.env("KERYU_HTTP_ADDR", format!("127.0.0.1:{}", free_port()?));
+        }
+        let child = command
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
