@@ -86,6 +86,29 @@ fn error_kind(error: &reqwest::Error) -> String {
     }
 }
 
+/// Posts notifications (`CreateNotification`, 202 expected) through `deployment`'s API from
+/// `clients` concurrent clients until `until`, the `seq`-th with `body(seq)`; hands the
+/// deployment back once the load generator is done with it.
+///
+/// # Errors
+/// Only if a client still held the deployment (a bug in the load generator).
+pub async fn post_notifications(
+    deployment: crate::deployment::Deployment,
+    clients: usize,
+    until: Until,
+    body: impl Fn(u64) -> String + 'static,
+) -> anyhow::Result<(crate::deployment::Deployment, ClosedLoop)> {
+    let target = Rc::new(deployment);
+    let make: MakeRequest = {
+        let target = Rc::clone(&target);
+        Rc::new(move |seq: u64| target.create_notification(seq, body(seq)))
+    };
+    let posted = closed_loop(clients, until, 202, make).await;
+    let deployment = Rc::try_unwrap(target)
+        .map_err(|_| anyhow::anyhow!("the load generator still holds the deployment"))?;
+    Ok((deployment, posted))
+}
+
 /// Runs `clients` concurrent clients sending `make(seq)` until `until`; an answer with
 /// `expected` status counts as ok.
 pub async fn closed_loop(

@@ -2,7 +2,6 @@
 //! beside the baseline (raw inserts at the same concurrency); and scenario 6, memory: the
 //! idle and peak RSS of `keryu serve` around that load.
 
-use std::rc::Rc;
 use std::time::Duration;
 
 use clap::Args;
@@ -10,7 +9,7 @@ use serde_json::json;
 
 use super::{Bench, CpuSample, busiest};
 use crate::deployment::{Deployment, Spec};
-use crate::load::{Until, closed_loop};
+use crate::load::{Until, post_notifications};
 use crate::machine::memory_of;
 use crate::{baseline, report};
 
@@ -65,23 +64,17 @@ pub async fn run(bench: &Bench, args: &CommandsArgs, write: Write) -> anyhow::Re
     let cpu_before = CpuSample::take(&deployment.pids());
 
     let tag = bench.run_tag.clone();
-    let target = Rc::new(deployment);
-    let make = {
-        let target = target.clone();
-        Rc::new(move |seq: u64| {
-            target.create_notification(
-                seq,
-                format!("Keryu benchmark {tag} #{seq}: your appointment is tomorrow at 10:00."),
-            )
-        })
-    };
-    let measured = closed_loop(concurrency, Until::Elapsed(duration), 202, make).await;
-    let cpu = CpuSample::take(&target.pids()).cores_since(&cpu_before);
-    let loaded_memory = target.serve_pid.and_then(memory_of);
+    let (deployment, measured) = post_notifications(
+        deployment,
+        concurrency,
+        Until::Elapsed(duration),
+        move |seq| format!("Keryu benchmark {tag} #{seq}: your appointment is tomorrow at 10:00."),
+    )
+    .await?;
+    let cpu = CpuSample::take(&deployment.pids()).cores_since(&cpu_before);
+    let loaded_memory = deployment.serve_pid.and_then(memory_of);
     tokio::time::sleep(idle).await;
-    let after_memory = target.serve_pid.and_then(memory_of);
-    let deployment = Rc::try_unwrap(target)
-        .map_err(|_| anyhow::anyhow!("the load generator still holds the deployment"))?;
+    let after_memory = deployment.serve_pid.and_then(memory_of);
     let owned = deployment.is_owned();
     deployment.stop().await?;
 

@@ -2,7 +2,6 @@
 //! more than M; the simulator's arrival timestamps give the achieved rate over T seconds and
 //! the busiest sliding one-second window.
 
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use clap::Args;
@@ -11,7 +10,7 @@ use serde_json::json;
 use super::Bench;
 use crate::deployment::{Deployment, Spec};
 use crate::fill::{Lifecycle, fill};
-use crate::load::{Until, closed_loop};
+use crate::load::{Until, post_notifications};
 use crate::report;
 use crate::stats::{busiest_window, count_between, per_second};
 
@@ -75,17 +74,12 @@ pub async fn run(bench: &Bench, args: &RateLimitArgs) -> anyhow::Result<()> {
             (deployment, json!({ "appended": filled }))
         }
         None => {
-            let target = Rc::new(deployment);
             let tag = bench.run_tag.clone();
-            let make = {
-                let target = target.clone();
-                Rc::new(move |seq: u64| {
-                    target.create_notification(seq, format!("Keryu rate {tag} #{seq}"))
+            let (deployment, posted) =
+                post_notifications(deployment, concurrency, Until::Sent(backlog), move |seq| {
+                    format!("Keryu rate {tag} #{seq}")
                 })
-            };
-            let posted = closed_loop(concurrency, Until::Sent(backlog), 202, make).await;
-            let deployment = Rc::try_unwrap(target)
-                .map_err(|_| anyhow::anyhow!("the load generator still holds the deployment"))?;
+                .await?;
             (deployment, json!({ "posted": posted.report() }))
         }
     };

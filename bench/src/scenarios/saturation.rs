@@ -9,7 +9,6 @@
 //! seconds and counts what reaches the simulator meanwhile — commands and sends then share
 //! the machine, as in production.
 
-use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -19,7 +18,7 @@ use serde_json::json;
 use super::{Bench, CpuSample, busiest};
 use crate::deployment::{Deployment, Spec};
 use crate::fill::{Lifecycle, fill};
-use crate::load::{Until, closed_loop};
+use crate::load::{Until, post_notifications};
 use crate::report;
 use crate::stats::{busiest_window, count_between, per_second};
 
@@ -114,19 +113,17 @@ pub async fn run(bench: &Bench, args: &SaturationArgs) -> anyhow::Result<()> {
             deployment.reset_sim().await?;
             let cpu_before = CpuSample::take(&deployment.pids());
             let started = Instant::now();
-            let target = Rc::new(deployment);
             let tag = bench.run_tag.clone();
-            let make = {
-                let target = target.clone();
-                Rc::new(move |seq: u64| {
-                    target.create_notification(seq, format!("Keryu saturation {tag} #{seq}"))
-                })
-            };
-            let posted = closed_loop(concurrency, Until::Elapsed(duration), 202, make).await;
+            let (posted_through, posted) = post_notifications(
+                deployment,
+                concurrency,
+                Until::Elapsed(duration),
+                move |seq| format!("Keryu saturation {tag} #{seq}"),
+            )
+            .await?;
             tokio::time::sleep(Duration::from_secs(5)).await;
-            let cpu = CpuSample::take(&target.pids()).cores_since(&cpu_before);
-            deployment = Rc::try_unwrap(target)
-                .map_err(|_| anyhow::anyhow!("the load generator still holds the deployment"))?;
+            let cpu = CpuSample::take(&posted_through.pids()).cores_since(&cpu_before);
+            deployment = posted_through;
             setup = json!({ "posted": posted.report(), "concurrency": concurrency });
             (cpu, started)
         }
