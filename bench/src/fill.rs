@@ -201,6 +201,10 @@ pub async fn fill(
             filled.events += stream.1.len() as u64;
             batch.push(stream);
         }
+        // Sealed as `append` would: the rebuild then opens personal data like in production.
+        for (stream, events) in &mut batch {
+            store.vault().seal(stream, events).await?;
+        }
         let mut transaction = store.pool().begin().await?;
         let mut last = Position(0);
         for (stream, events) in &batch {

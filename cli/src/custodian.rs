@@ -55,7 +55,7 @@ pub async fn run(config: &Config, action: CustodianAction) -> anyhow::Result<()>
         .map_err(|problem| anyhow!("{}", problem.detail()))?;
 
     let pool = migrate::run(config).await?;
-    let store = PgEventStore::new(pool);
+    let store = PgEventStore::new(pool, config.privacy.master_key()?);
     let id = custodian_id_for_email(&email);
     let stream = StreamName::of::<Custodian>(id)?;
     let metadata = EventMetadata {

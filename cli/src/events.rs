@@ -53,7 +53,7 @@ async fn open(config: &Config) -> anyhow::Result<PgEventStore> {
     let pool = postgres::connect(&config.database)
         .await
         .context("could not connect to the database (DATABASE_URL)")?;
-    Ok(PgEventStore::new(pool))
+    Ok(PgEventStore::new(pool, config.privacy.master_key()?))
 }
 
 /// Whether stdout still has a reader.

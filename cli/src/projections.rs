@@ -40,7 +40,7 @@ pub enum ProjectionsAction {
 
 /// Runs the action against the configured database.
 pub async fn run(config: &Config, action: ProjectionsAction) -> anyhow::Result<()> {
-    let store = PgEventStore::new(migrate::run(config).await?);
+    let store = PgEventStore::new(migrate::run(config).await?, config.privacy.master_key()?);
     match action {
         ProjectionsAction::Status => {
             let head = store.head_position().await?;
@@ -53,7 +53,14 @@ pub async fn run(config: &Config, action: ProjectionsAction) -> anyhow::Result<(
                     "notifications",
                     status(&store, NotificationsProjection).await?,
                 ),
-                ("subjects", status(&store, SubjectsProjection).await?),
+                (
+                    "subjects",
+                    status(
+                        &store,
+                        SubjectsProjection::new(config.privacy.phone_lookup()),
+                    )
+                    .await?,
+                ),
                 ("directory", status(&store, DirectoryProjection).await?),
                 ("alarms", status(&store, AlarmsProjection).await?),
                 ("timers", status(&store, TimersProjection).await?),
@@ -73,7 +80,13 @@ pub async fn run(config: &Config, action: ProjectionsAction) -> anyhow::Result<(
             for name in names {
                 match name.as_str() {
                     "notifications" => rebuild_one(&store, NotificationsProjection).await?,
-                    "subjects" => rebuild_one(&store, SubjectsProjection).await?,
+                    "subjects" => {
+                        rebuild_one(
+                            &store,
+                            SubjectsProjection::new(config.privacy.phone_lookup()),
+                        )
+                        .await?
+                    }
                     "directory" => rebuild_one(&store, DirectoryProjection).await?,
                     "alarms" => rebuild_one(&store, AlarmsProjection).await?,
                     "timers" => rebuild_one(&store, TimersProjection).await?,

@@ -69,7 +69,7 @@ impl Stop {
 pub async fn run(config: &Config, roles: Roles) -> anyhow::Result<()> {
     let metrics = telemetry::metrics();
     let pool = migrate::run(config).await?;
-    let store = PgEventStore::new(pool);
+    let store = PgEventStore::new(pool, config.privacy.master_key()?);
     let (stop_sender, stopped) = watch::channel(false);
     tokio::spawn(async move {
         shutdown_signal().await;
@@ -108,7 +108,8 @@ pub async fn run(config: &Config, roles: Roles) -> anyhow::Result<()> {
     // The read models' schemas exist before anything queries them, whichever roles run here.
     let mut tasks = JoinSet::new();
     spawn_projector(&mut tasks, &store, NotificationsProjection, roles, &stop).await?;
-    spawn_projector(&mut tasks, &store, SubjectsProjection, roles, &stop).await?;
+    let subjects = SubjectsProjection::new(config.privacy.phone_lookup());
+    spawn_projector(&mut tasks, &store, subjects, roles, &stop).await?;
     spawn_projector(&mut tasks, &store, DirectoryProjection, roles, &stop).await?;
     spawn_projector(&mut tasks, &store, AlarmsProjection, roles, &stop).await?;
     spawn_projector(&mut tasks, &store, TimersProjection, roles, &stop).await?;
@@ -195,7 +196,9 @@ fn spawn_followers(
 
     let jetstream = jetstream::new(client);
     let nats_config = config.nats.clone();
-    let store = store.clone();
+    // JetStream keeps what it is sent for days, beyond the reach of erasure: it gets personal
+    // data sealed, as the log stores it (dispatchers read the notification from the log).
+    let store = store.sealed();
     let stop = stop.clone();
     tasks.spawn(async move {
         // NATS may be down at start: commands are accepted meanwhile, and the relay catches up.
@@ -342,7 +345,11 @@ fn api_router(
 ) -> anyhow::Result<Router> {
     let (verifier, issuer) = auth::from_config(&config.auth)?;
     tokio::spawn(sweep_idempotency_keys(store.pool().clone()));
-    let queries = QueryState::new(store.clone(), verifier.clone());
+    let queries = QueryState::new(
+        store.clone(),
+        verifier.clone(),
+        config.privacy.phone_lookup(),
+    );
     let webhook = StatusWebhook::new(
         store.clone(),
         twilio.auth_token.clone(),

@@ -27,6 +27,8 @@ pub enum Action {
     UpdateSubject,
     /// Deactivate a subject.
     DeactivateSubject,
+    /// Erase a subject's personal data (admins only: it cannot be undone).
+    EraseSubject,
     /// Replace a subject's custodians.
     AssignCustodians,
     /// Write, edit or submit a template.
@@ -43,13 +45,14 @@ pub enum Action {
 
 impl Action {
     /// Every action, for exhaustive tests.
-    pub const ALL: [Action; 12] = [
+    pub const ALL: [Action; 13] = [
         Action::CreateNotification,
         Action::RetryNotification,
         Action::CancelNotification,
         Action::CreateSubject,
         Action::UpdateSubject,
         Action::DeactivateSubject,
+        Action::EraseSubject,
         Action::AssignCustodians,
         Action::EditTemplate,
         Action::ReviewTemplate,
@@ -64,7 +67,10 @@ pub fn allows(role: Role, action: Action) -> bool {
     use Action as A;
     match role {
         Role::Admin => true,
-        Role::Integrator => !matches!(action, A::ReviewTemplate | A::ManageCustodians),
+        Role::Integrator => !matches!(
+            action,
+            A::ReviewTemplate | A::ManageCustodians | A::EraseSubject
+        ),
         Role::Custodian => matches!(
             action,
             A::CreateNotification

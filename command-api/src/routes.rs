@@ -36,6 +36,7 @@ pub fn documented_routes() -> (Router<AppState>, OpenApi) {
         .routes(routes!(subjects::create))
         .routes(routes!(subjects::update, subjects::deactivate))
         .routes(routes!(subjects::assign_custodians))
+        .routes(routes!(subjects::erase))
         .routes(routes!(templates::create))
         .routes(routes!(templates::edit))
         .routes(routes!(templates::submit))

@@ -23,10 +23,11 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::{self, AckKind, consumer};
 use chrono::Utc;
 use futures_util::StreamExt;
-use keryu_domain::NotificationId;
 use keryu_domain::notification::{
-    FailureKind, Notification, NotificationCommand, NotificationContent, NotificationStatus,
+    FailureKind, Notification, NotificationCommand, NotificationContent, NotificationCreated,
+    NotificationStatus,
 };
+use keryu_domain::{NotificationId, Personal};
 use keryu_infra::config::{NatsConfig, TwilioConfig};
 use keryu_infra::event_store::{Actor, EventMetadata, InvalidStreamName, StreamName};
 use keryu_infra::http::ops::{BoxFuture, CheckOutcome, ReadinessCheck};
@@ -161,13 +162,21 @@ impl Dispatcher {
             }
             Err(error) => return Err(error.into()),
         };
-        let Some(created) = claimed.created else {
+        // An erased subject's notification is cancelled by the claim instead of claimed.
+        let Some(NotificationCreated {
+            recipient: Personal::Known(recipient),
+            content: Personal::Known(content),
+            ..
+        }) = claimed
+            .created
+            .filter(|_| claimed.status == NotificationStatus::Processing)
+        else {
             return Ok(Dispatched::Skipped);
         };
         let message = OutgoingMessage {
-            to: created.recipient.as_str().to_owned(),
+            to: recipient.as_str().to_owned(),
             from: self.settings.sender.clone(),
-            content: outgoing_content(&created.content),
+            content: outgoing_content(&content),
             status_callback: Some(self.settings.twilio.status_callback_url(id.0)),
         };
         let calling = Instant::now();

@@ -17,6 +17,7 @@ use keryu_domain::{NotificationId, RetryPolicy, SubjectId, TemplateId};
 use keryu_infra::config::{Config, NatsConfig, Secret, TwilioConfig};
 use keryu_infra::event_store::{EventMetadata, EventStore, Position, StreamName};
 use keryu_infra::nats;
+use keryu_infra::personal_data::MasterKey;
 use keryu_infra::postgres::PgEventStore;
 use keryu_infra::repository;
 use serde_json::Value;
@@ -43,7 +44,7 @@ async fn setup(pool: PgPool, sim: SimulatorConfig) -> Setup {
         let mut stopped = stopped;
         let _ = stopped.wait_for(|stop| *stop).await;
     }));
-    let store = PgEventStore::new(pool);
+    let store = PgEventStore::new(pool, MasterKey::development());
     let defaults = Config::from_lookup(|_| None).expect("defaults");
     let twilio = TwilioConfig {
         account_sid: Some(account_sid.clone()),

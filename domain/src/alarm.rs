@@ -9,7 +9,9 @@ use serde::{Deserialize, Serialize};
 use crate::checks::require_text;
 use crate::error::Violation;
 use crate::event::event_enum;
-use crate::{Aggregate, AlarmId, DomainError, SubjectId};
+use crate::{
+    Aggregate, AlarmId, ContainsPersonalData, DataOwner, DomainError, PersonalData, SubjectId,
+};
 
 /// What kind of situation an alarm reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -216,6 +218,19 @@ event_enum! {
         AlarmAcknowledged(AlarmHandled),
         /// It is closed.
         AlarmResolved(AlarmHandled),
+    }
+}
+
+/// Where the subject was is theirs: the location is encrypted with the subject's key.
+impl ContainsPersonalData for AlarmEvent {
+    fn personal_data(&self) -> Option<PersonalData> {
+        match self {
+            AlarmEvent::AlarmRaised(raised) => Some(PersonalData {
+                owner: DataOwner::Other(raised.subject_id.0),
+                fields: &["location"],
+            }),
+            _ => None,
+        }
     }
 }
 

@@ -8,7 +8,10 @@ use serde::{Deserialize, Serialize};
 use crate::checks::{require_active, require_text};
 use crate::error::Violation;
 use crate::event::event_enum;
-use crate::{Aggregate, CustodianId, DomainError, Email, PhoneNumber, Role};
+use crate::{
+    Aggregate, ContainsPersonalData, CustodianId, DataOwner, DomainError, Email, PersonalData,
+    PhoneNumber, Role,
+};
 
 /// A password hash in PHC string form (argon2id), computed by an adapter: the domain never sees
 /// a password. `Debug` prints a mask, so the hash never reaches a log through the state or an
@@ -181,6 +184,20 @@ event_enum! {
         CustodianPasswordChanged(CustodianPasswordChanged),
         /// Their access was revoked.
         CustodianDeactivated(CustodianDeactivated),
+    }
+}
+
+/// A custodian's WhatsApp number is theirs. Their email and name stay readable: they sign in
+/// with the email and the audit trail names who acted.
+impl ContainsPersonalData for CustodianEvent {
+    fn personal_data(&self) -> Option<PersonalData> {
+        match self {
+            CustodianEvent::CustodianCreated(_) => Some(PersonalData {
+                owner: DataOwner::ThisStream,
+                fields: &["phone"],
+            }),
+            _ => None,
+        }
     }
 }
 

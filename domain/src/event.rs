@@ -3,14 +3,21 @@
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::personal::ContainsPersonalData;
+
 /// A fact recorded by an aggregate.
 ///
 /// Event enums serialise adjacently tagged — `{"type": "<stable name>", "data": {…}}` — so the
 /// store can keep the type name and the payload in separate columns. The names are part of the
 /// stored log: they are never renamed, and a payload change bumps [`schema_version`].
 ///
+/// Every event type also says which of its fields are personal data
+/// ([`ContainsPersonalData`]), so the store can encrypt them.
+///
 /// [`schema_version`]: DomainEvent::schema_version
-pub trait DomainEvent: Serialize + DeserializeOwned + Clone + std::fmt::Debug + PartialEq {
+pub trait DomainEvent:
+    Serialize + DeserializeOwned + Clone + std::fmt::Debug + PartialEq + ContainsPersonalData
+{
     /// The stable name stored in the log, e.g. `NotificationCreated`.
     fn event_type(&self) -> &'static str;
 

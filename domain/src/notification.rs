@@ -46,7 +46,7 @@ pub use status::NotificationStatus;
 
 use crate::checks::{require_text, require_unit_interval};
 use crate::error::Violation;
-use crate::{Aggregate, DomainError, RetryPolicy};
+use crate::{Aggregate, DomainError, Personal, RetryPolicy};
 
 /// The notification aggregate: what a read model or a dispatcher needs to know about one
 /// notification, rebuilt from its events.
@@ -76,6 +76,8 @@ pub struct Notification {
     pub read_at: Option<DateTime<Utc>>,
 }
 
+/// Why a queued notification of an erased subject is cancelled instead of attempted.
+pub const RECIPIENT_ERASED: &str = "the subject's personal data was erased";
 /// The most characters of a provider message id Keryu stores (Twilio's are 34).
 const MAX_PROVIDER_MESSAGE_ID_CHARS: usize = 64;
 /// The most characters of a cancellation reason.
@@ -87,6 +89,13 @@ impl Notification {
     /// Where the notification is in its lifecycle.
     pub fn status(&self) -> NotificationStatus {
         self.status
+    }
+
+    /// The subject was erased: there is nobody (and nothing) left to send.
+    fn recipient_erased(&self) -> bool {
+        self.created.as_ref().is_some_and(|created| {
+            created.recipient == Personal::Erased || created.content == Personal::Erased
+        })
     }
 
     fn create(command: NotificationCommand) -> Result<Vec<NotificationEvent>, DomainError> {
@@ -122,8 +131,8 @@ impl Notification {
         let created = NotificationEvent::NotificationCreated(NotificationCreated {
             id,
             subject_id,
-            recipient,
-            content,
+            recipient: recipient.into(),
+            content: content.into(),
             scheduled_for,
             retry_policy,
             alarm_id,
@@ -242,6 +251,14 @@ impl Aggregate for Notification {
             (S::Scheduled | S::RetryScheduled, C::Queue { at }) => self.queue(at),
             (S::Queued, C::StartAttempt { dispatcher, at }) => {
                 require_text("dispatcher", &dispatcher, MAX_ACTOR_CHARS)?;
+                if self.recipient_erased() {
+                    return Ok(vec![NotificationEvent::NotificationCancelled(
+                        NotificationCancelled {
+                            reason: RECIPIENT_ERASED.to_owned(),
+                            at,
+                        },
+                    )]);
+                }
                 Ok(vec![NotificationEvent::DeliveryAttemptStarted(
                     DeliveryAttemptStarted {
                         attempt: self.attempt + 1,

@@ -8,7 +8,10 @@ use serde::{Deserialize, Serialize};
 use crate::checks::{require_active, require_text};
 use crate::error::Violation;
 use crate::event::event_enum;
-use crate::{Aggregate, CustodianId, DomainError, PhoneNumber, SubjectId};
+use crate::{
+    Aggregate, ContainsPersonalData, CustodianId, DataOwner, DomainError, Personal, PersonalData,
+    PhoneNumber, SubjectId,
+};
 
 /// The subject aggregate.
 ///
@@ -27,6 +30,9 @@ pub struct Subject {
     pub active: bool,
     /// Custodians who look after this subject (and are notified by its alarms).
     pub custodians: BTreeSet<CustodianId>,
+    /// The subject's personal data was erased: name, number and preferences are gone from
+    /// every event (their key is destroyed) and the subject is inactive for good.
+    pub erased: bool,
 }
 
 /// Commands of [`Subject`].
@@ -61,6 +67,12 @@ pub enum SubjectCommand {
         /// When.
         at: DateTime<Utc>,
     },
+    /// Erase the subject's personal data (the right to erasure). Its events stay in the log,
+    /// but the key their personal fields are encrypted with is destroyed once this is recorded.
+    Erase {
+        /// When.
+        at: DateTime<Utc>,
+    },
     /// Replace the set of custodians.
     AssignCustodians {
         /// The new set.
@@ -76,11 +88,13 @@ pub enum SubjectCommand {
 pub struct SubjectRegistered {
     /// The subject's id.
     pub id: SubjectId,
-    /// Display name.
-    pub name: String,
-    /// WhatsApp number.
-    pub phone: PhoneNumber,
-    /// Preferences.
+    /// Display name; `null` once erased.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub name: Personal<String>,
+    /// WhatsApp number; `null` once erased.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<PhoneNumber>))]
+    pub phone: Personal<PhoneNumber>,
+    /// Preferences; `null` once erased.
     pub preferences: serde_json::Value,
     /// When.
     pub at: DateTime<Utc>,
@@ -135,6 +149,25 @@ event_enum! {
         SubjectDeactivated(Occurred),
         /// The subject's custodians were replaced.
         SubjectCustodiansAssigned(SubjectCustodiansAssigned),
+        /// The subject's personal data was erased.
+        SubjectErased(Occurred),
+    }
+}
+
+/// A subject's name, number and preferences are theirs, encrypted with their key.
+impl ContainsPersonalData for SubjectEvent {
+    fn personal_data(&self) -> Option<PersonalData> {
+        match self {
+            SubjectEvent::SubjectRegistered(_) | SubjectEvent::SubjectUpdated(_) => {
+                Some(PersonalData {
+                    owner: DataOwner::ThisStream,
+                    fields: &["name", "phone", "preferences"],
+                })
+            }
+            SubjectEvent::SubjectDeactivated(_)
+            | SubjectEvent::SubjectCustodiansAssigned(_)
+            | SubjectEvent::SubjectErased(_) => None,
+        }
     }
 }
 
@@ -178,8 +211,8 @@ impl Aggregate for Subject {
                 validate_preferences(&preferences)?;
                 SubjectEvent::SubjectRegistered(SubjectRegistered {
                     id,
-                    name,
-                    phone,
+                    name: name.into(),
+                    phone: phone.into(),
                     preferences,
                     at,
                 })
@@ -216,6 +249,18 @@ impl Aggregate for Subject {
                 self.require_active("deactivate")?;
                 SubjectEvent::SubjectDeactivated(Occurred { at })
             }
+            SubjectCommand::Erase { at } => {
+                if self.id.is_none() {
+                    return Err(DomainError::NotFound {
+                        aggregate: Self::CATEGORY,
+                    });
+                }
+                // Erasing again is a harmless retry (the key may still need destroying).
+                if self.erased {
+                    return Ok(Vec::new());
+                }
+                SubjectEvent::SubjectErased(Occurred { at })
+            }
             SubjectCommand::AssignCustodians { custodian_ids, at } => {
                 self.require_active("assign custodians")?;
                 if custodian_ids == self.custodians {
@@ -234,8 +279,8 @@ impl Aggregate for Subject {
         match event {
             SubjectEvent::SubjectRegistered(registered) => {
                 self.id = Some(registered.id);
-                self.name.clone_from(&registered.name);
-                self.phone = Some(registered.phone.clone());
+                self.name = registered.name.known().cloned().unwrap_or_default();
+                self.phone = registered.phone.known().cloned();
                 self.preferences = registered.preferences.clone();
                 self.active = true;
             }
@@ -251,6 +296,13 @@ impl Aggregate for Subject {
                 }
             }
             SubjectEvent::SubjectDeactivated(_) => self.active = false,
+            SubjectEvent::SubjectErased(_) => {
+                self.name.clear();
+                self.phone = None;
+                self.preferences = serde_json::Value::Null;
+                self.active = false;
+                self.erased = true;
+            }
             SubjectEvent::SubjectCustodiansAssigned(assigned) => {
                 self.custodians.clone_from(&assigned.custodian_ids);
             }

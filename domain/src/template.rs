@@ -21,7 +21,7 @@ pub use render::{MAX_BODY_CHARS, MAX_WHATSAPP_TEMPLATE_CHARS, RenderError, place
 use crate::checks::require_text;
 use crate::event::event_enum;
 use crate::notification::NotificationContent;
-use crate::{Aggregate, DomainError, TemplateId};
+use crate::{Aggregate, ContainsPersonalData, DomainError, PersonalData, TemplateId};
 
 /// Namespace of name-derived template ids (UUID v5).
 const TEMPLATE_NAMESPACE: Uuid = Uuid::from_u128(0x6b65_7279_7500_4000_8000_7465_6d70_6c74);
@@ -188,6 +188,13 @@ event_enum! {
         TemplateApproved(TemplateReviewed),
         /// The submitted version was refused.
         TemplateRejected(TemplateReviewed),
+    }
+}
+
+/// Templates are the organisation's wording, not anybody's personal data.
+impl ContainsPersonalData for TemplateEvent {
+    fn personal_data(&self) -> Option<PersonalData> {
+        None
     }
 }
 

@@ -3,7 +3,7 @@
 //! Keys keep the names operators already know (`DATABASE_URL`); Keryu's own keys are prefixed
 //! `KERYU_`. A `.env` file in the working directory is read first, and real environment variables
 //! win over it. Every key has a default that works on a developer's machine; the defaults that
-//! would be unsafe in production (the JWT secret) are reported by [`Config::warnings`].
+//! would be unsafe in production (the JWT secret, the master key, the pepper) are reported by [`Config::warnings`].
 
 mod secret;
 
@@ -15,6 +15,7 @@ use std::str::FromStr;
 
 use keryu_domain::notification::OutcomeUnknownPolicy;
 
+use crate::personal_data::{DEVELOPMENT_MASTER_KEY, InvalidMasterKey, MasterKey, PhoneLookup};
 use crate::telemetry::LogFormat;
 
 pub use secret::Secret;
@@ -38,6 +39,36 @@ pub struct Config {
     pub dispatcher: DispatcherConfig,
     /// Logs and readiness.
     pub observability: ObservabilityConfig,
+    /// Keys protecting personal data.
+    pub privacy: PrivacyConfig,
+}
+
+/// The secrets that keep personal data in the database unreadable on its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrivacyConfig {
+    /// `KERYU_MASTER_KEY`: base64 of 32 bytes wrapping every data key (see
+    /// [`crate::personal_data`]). Losing it loses every personal field in the log; the default
+    /// is a public development key.
+    pub master_key: Secret,
+    /// `KERYU_PHONE_PEPPER`: the HMAC key of phone-number lookups; changing it needs a rebuild
+    /// of the subjects read model.
+    pub phone_pepper: Secret,
+}
+
+impl PrivacyConfig {
+    /// The master key.
+    ///
+    /// # Errors
+    /// [`InvalidMasterKey`] when it is not base64 of 32 bytes (a loaded configuration has been
+    /// checked already).
+    pub fn master_key(&self) -> Result<MasterKey, InvalidMasterKey> {
+        MasterKey::from_base64(self.master_key.expose())
+    }
+
+    /// Phone-number fingerprints under the configured pepper.
+    pub fn phone_lookup(&self) -> PhoneLookup {
+        PhoneLookup::new(self.phone_pepper.expose())
+    }
 }
 
 /// How a process reports on itself.
@@ -196,6 +227,8 @@ pub struct DispatcherConfig {
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/keryu?sslmode=disable";
 /// The JWT secret used when none is configured: fine on a laptop, fatal in production.
 pub const DEVELOPMENT_JWT_SECRET: &str = "keryu-development-secret-do-not-use-in-production";
+/// The phone-number pepper used when none is configured: public, like the development keys.
+pub const DEVELOPMENT_PHONE_PEPPER: &str = "keryu-development-pepper";
 /// Twilio's shared WhatsApp sandbox sender.
 pub const TWILIO_SANDBOX_SENDER: &str = "+14155238886";
 
@@ -272,6 +305,13 @@ impl Config {
                 reason: format!("{max_attempts} is more than 10"),
             });
         }
+        let master_key = keys.text("KERYU_MASTER_KEY", DEVELOPMENT_MASTER_KEY);
+        if let Err(error) = MasterKey::from_base64(&master_key) {
+            return Err(ConfigError {
+                key: "KERYU_MASTER_KEY",
+                reason: error.to_string(),
+            });
+        }
         let http_addr = keys.parse("KERYU_HTTP_ADDR", SocketAddr::from(([127, 0, 0, 1], 8080)))?;
         Ok(Config {
             database: DatabaseConfig {
@@ -337,6 +377,12 @@ impl Config {
                 log_format: keys.parse("KERYU_LOG_FORMAT", LogFormat::Pretty)?,
                 ready_max_lag_events: keys.positive("KERYU_READY_MAX_LAG_EVENTS", 10_000)?,
             },
+            privacy: PrivacyConfig {
+                master_key: Secret::new(master_key),
+                phone_pepper: Secret::new(
+                    keys.text("KERYU_PHONE_PEPPER", DEVELOPMENT_PHONE_PEPPER),
+                ),
+            },
         })
     }
 
@@ -349,6 +395,18 @@ impl Config {
             warnings.push(
                 "KERYU_JWT_SECRET is not set: tokens are signed with the public development \
                  secret, so anyone can mint one",
+            );
+        }
+        if self.privacy.master_key.expose() == DEVELOPMENT_MASTER_KEY {
+            warnings.push(
+                "KERYU_MASTER_KEY is not set: personal data is encrypted with the public \
+                 development key, so anyone with the database can read it",
+            );
+        }
+        if self.privacy.phone_pepper.expose() == DEVELOPMENT_PHONE_PEPPER {
+            warnings.push(
+                "KERYU_PHONE_PEPPER is not set: phone-number fingerprints use the public \
+                 development pepper",
             );
         }
         warnings
@@ -500,7 +558,9 @@ mod tests {
         assert_eq!(config.http.addr.to_string(), "127.0.0.1:8080");
         assert_eq!(config.auth.algorithm, JwtAlgorithm::Hs256);
         assert_eq!(config.commands.max_attempts, 3);
-        assert_eq!(config.warnings().len(), 1);
+        // The JWT secret, the master key and the pepper are public development values.
+        assert_eq!(config.warnings().len(), 3);
+        assert!(config.privacy.master_key().is_ok());
         assert_eq!(config.twilio.account_sid, None);
         assert_eq!(
             config.twilio.status_callback_url(uuid::Uuid::nil()),
@@ -531,6 +591,12 @@ mod tests {
     }
 
     #[test]
+    fn a_master_key_that_is_not_32_bytes_is_refused() {
+        let error = config(&[("KERYU_MASTER_KEY", "c2hvcnQ=")]).expect_err("16 bits short");
+        assert_eq!(error.key, "KERYU_MASTER_KEY");
+    }
+
+    #[test]
     fn environment_overrides_defaults() {
         let config = config(&[
             ("DATABASE_URL", "postgres://db.example/keryu"),
@@ -538,6 +604,8 @@ mod tests {
             ("KERYU_HTTP_ADDR", "0.0.0.0:9000"),
             ("KERYU_JWT_SECRET", "a-real-secret"),
             ("KERYU_DEFAULT_MAX_ATTEMPTS", "5"),
+            ("KERYU_MASTER_KEY", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="),
+            ("KERYU_PHONE_PEPPER", "a-real-pepper"),
         ])
         .expect("valid values");
         assert_eq!(config.database.url.expose(), "postgres://db.example/keryu");

@@ -9,6 +9,7 @@ pub mod config;
 pub mod event_store;
 pub mod http;
 pub mod nats;
+pub mod personal_data;
 pub mod postgres;
 pub mod repository;
 pub mod telemetry;

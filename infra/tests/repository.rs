@@ -9,6 +9,7 @@ use keryu_domain::{Aggregate, CustodianId, DomainError, DomainEvent, SubjectId};
 use keryu_infra::event_store::{
     CodecError, EventMetadata, EventStore, ExpectedVersion, NewEvent, StreamName,
 };
+use keryu_infra::personal_data::MasterKey;
 use keryu_infra::postgres::PgEventStore;
 use keryu_infra::repository::{self, CommandError};
 use sqlx::PgPool;
@@ -33,7 +34,7 @@ fn metadata() -> EventMetadata {
 
 #[sqlx::test(migrator = "keryu_infra::postgres::MIGRATOR")]
 async fn events_are_stored_in_their_stable_form_and_replay(pool: PgPool) {
-    let store = PgEventStore::new(pool.clone());
+    let store = PgEventStore::new(pool.clone(), MasterKey::development());
     let id = SubjectId(Uuid::now_v7());
     let stream = StreamName::of::<Subject>(id).expect("stream name");
 
@@ -63,7 +64,7 @@ async fn events_are_stored_in_their_stable_form_and_replay(pool: PgPool) {
 
 #[sqlx::test(migrator = "keryu_infra::postgres::MIGRATOR")]
 async fn refused_commands_and_no_ops_write_nothing(pool: PgPool) {
-    let store = PgEventStore::new(pool);
+    let store = PgEventStore::new(pool, MasterKey::development());
     let id = SubjectId(Uuid::now_v7());
     let stream = StreamName::of::<Subject>(id).expect("stream name");
     repository::execute::<Subject>(&store, &stream, register(id), &metadata(), 3)
@@ -99,7 +100,7 @@ async fn refused_commands_and_no_ops_write_nothing(pool: PgPool) {
 /// loaded. Optimistic concurrency with retries must keep every one of them.
 #[sqlx::test(migrator = "keryu_infra::postgres::MIGRATOR")]
 async fn concurrent_commands_are_retried_not_lost(pool: PgPool) {
-    let store = PgEventStore::new(pool);
+    let store = PgEventStore::new(pool, MasterKey::development());
     let id = SubjectId(Uuid::now_v7());
     let stream = StreamName::of::<Subject>(id).expect("stream name");
     repository::execute::<Subject>(&store, &stream, register(id), &metadata(), 3)
@@ -155,7 +156,7 @@ async fn concurrent_commands_are_retried_not_lost(pool: PgPool) {
 /// `execute` itself retries a command that lost the race, up to its bound.
 #[sqlx::test(migrator = "keryu_infra::postgres::MIGRATOR")]
 async fn execute_retries_on_conflict_and_reports_contention(pool: PgPool) {
-    let store = PgEventStore::new(pool);
+    let store = PgEventStore::new(pool, MasterKey::development());
     let id = SubjectId(Uuid::now_v7());
     let stream = StreamName::of::<Subject>(id).expect("stream name");
     repository::execute::<Subject>(&store, &stream, register(id), &metadata(), 3)
@@ -193,7 +194,7 @@ async fn execute_retries_on_conflict_and_reports_contention(pool: PgPool) {
 
 #[sqlx::test(migrator = "keryu_infra::postgres::MIGRATOR")]
 async fn an_unknown_schema_version_is_not_silently_misread(pool: PgPool) {
-    let store = PgEventStore::new(pool);
+    let store = PgEventStore::new(pool, MasterKey::development());
     let id = SubjectId(Uuid::now_v7());
     let stream = StreamName::of::<Subject>(id).expect("stream name");
     let events = Subject::default().decide(register(id)).expect("decide");

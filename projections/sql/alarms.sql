@@ -32,7 +32,8 @@ CREATE INDEX IF NOT EXISTS alarms_by_status ON alarms (status, raised_at, id);
 CREATE TABLE IF NOT EXISTS alarm_notifications (
     id                 uuid PRIMARY KEY,
     alarm_id           uuid        NOT NULL,
-    recipient          text        NOT NULL,
+    -- NULL once the alarm's subject is erased.
+    recipient          text,
     status             text        NOT NULL,
     attempt            integer     NOT NULL DEFAULT 0,
     total_attempts     integer     NOT NULL DEFAULT 0,
@@ -52,3 +53,6 @@ CREATE TABLE IF NOT EXISTS alarm_notifications (
 -- "What did this alarm cause?": the detail of an alarm and its counts by delivery state.
 CREATE INDEX IF NOT EXISTS alarm_notifications_by_alarm
     ON alarm_notifications (alarm_id, created_at, id);
+
+-- Read models created before erasure existed: the same shape.
+ALTER TABLE alarm_notifications ALTER COLUMN recipient DROP NOT NULL;

@@ -5,7 +5,8 @@ CREATE TABLE IF NOT EXISTS notifications (
     id                  uuid PRIMARY KEY,
     subject_id          uuid        NOT NULL,
     alarm_id            uuid,
-    recipient           text        NOT NULL,
+    -- NULL once the subject is erased.
+    recipient           text,
     template_id         uuid,
     template_version    integer,
     status              text        NOT NULL,
@@ -43,3 +44,7 @@ CREATE TABLE IF NOT EXISTS notification_status_counts (
     status text PRIMARY KEY,
     count  bigint NOT NULL CHECK (count >= 0)
 );
+
+-- Read models created before erasure existed: the same shape.
+ALTER TABLE notifications ALTER COLUMN recipient DROP NOT NULL;
+CREATE INDEX IF NOT EXISTS notifications_by_subject ON notifications (subject_id);

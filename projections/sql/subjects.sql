@@ -1,18 +1,31 @@
 -- Read model of subjects and who looks after them. Runs with search_path set to the
 -- projection's own schema (see notifications.sql).
 
+-- Name, phone and preferences are NULL once the subject is erased (they read back as null from
+-- the log too); `phone_fingerprint` is the keyed HMAC of the number that lookups by number use
+-- (KERYU_PHONE_PEPPER), so the index holds no number.
 CREATE TABLE IF NOT EXISTS subjects (
-    id          uuid PRIMARY KEY,
-    name        text        NOT NULL,
-    phone       text        NOT NULL,
-    preferences jsonb       NOT NULL,
-    active      boolean     NOT NULL,
-    created_at  timestamptz NOT NULL,
-    updated_at  timestamptz NOT NULL,
-    position    bigint      NOT NULL
+    id                uuid PRIMARY KEY,
+    name              text,
+    phone             text,
+    phone_fingerprint text,
+    preferences       jsonb,
+    active            boolean     NOT NULL,
+    erased            boolean     NOT NULL DEFAULT false,
+    created_at        timestamptz NOT NULL,
+    updated_at        timestamptz NOT NULL,
+    position          bigint      NOT NULL
 );
 
+-- Read models created before erasure existed: the same shape (rebuild to fill fingerprints).
+ALTER TABLE subjects ALTER COLUMN name DROP NOT NULL,
+                     ALTER COLUMN phone DROP NOT NULL,
+                     ALTER COLUMN preferences DROP NOT NULL,
+                     ADD COLUMN IF NOT EXISTS phone_fingerprint text,
+                     ADD COLUMN IF NOT EXISTS erased boolean NOT NULL DEFAULT false;
+
 CREATE INDEX IF NOT EXISTS subjects_by_creation ON subjects (created_at, id);
+CREATE INDEX IF NOT EXISTS subjects_by_phone_fingerprint ON subjects (phone_fingerprint);
 
 CREATE TABLE IF NOT EXISTS subject_custodians (
     subject_id   uuid NOT NULL,

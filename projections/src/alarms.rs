@@ -12,8 +12,10 @@
 //! out to a handful of custodians), so no counter can drift from the rows.
 
 use chrono::{DateTime, Utc};
+use keryu_domain::PhoneNumber;
 use keryu_domain::alarm::{AlarmEvent, AlarmStatus, Situation};
 use keryu_domain::notification::{NotificationCreated, NotificationEvent, NotificationStatus};
+use keryu_domain::subject::SubjectEvent;
 use keryu_infra::event_store::RecordedEvent;
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -40,12 +42,22 @@ impl Projection for AlarmsProjection {
         recorded: &RecordedEvent,
     ) -> Result<Applied, sqlx::Error> {
         let category = recorded.stream.category();
-        if category != "alarm" && category != "notification" {
+        if category != "alarm" && category != "notification" && category != "subject" {
             return Ok(Applied::Ignored);
         }
         let Ok(id) = recorded.stream.id().parse::<Uuid>() else {
             return Ok(Applied::Unknown);
         };
+        if category == "subject" {
+            // Only the erasure matters here: other subject events are not even decoded.
+            if recorded.event_type != "SubjectErased" {
+                return Ok(Applied::Ignored);
+            }
+            return match recorded.to_domain::<SubjectEvent>() {
+                Ok(SubjectEvent::SubjectErased(_)) => forget_subject(connection, id).await,
+                _ => Ok(Applied::Unknown),
+            };
+        }
         let row = Row {
             id,
             position: i64::try_from(recorded.position.0).unwrap_or(i64::MAX),
@@ -62,6 +74,26 @@ impl Projection for AlarmsProjection {
             }
         }
     }
+}
+
+/// An erased subject's alarms keep what happened, but no longer where, nor the numbers their
+/// notifications went to (the log reads them back as `null` from now on).
+async fn forget_subject(
+    connection: &mut PgConnection,
+    subject: Uuid,
+) -> Result<Applied, sqlx::Error> {
+    sqlx::query("UPDATE alarms SET location = NULL WHERE subject_id = $1")
+        .bind(subject)
+        .execute(&mut *connection)
+        .await?;
+    sqlx::query(
+        "UPDATE alarm_notifications SET recipient = NULL \
+         WHERE alarm_id IN (SELECT id FROM alarms WHERE subject_id = $1)",
+    )
+    .bind(subject)
+    .execute(connection)
+    .await?;
+    Ok(Applied::Changed)
 }
 
 /// The row an event applies to, and the event's position.
@@ -244,7 +276,7 @@ async fn insert_notification(
     )
     .bind(row.id)
     .bind(alarm_id.0)
-    .bind(created.recipient.as_str())
+    .bind(created.recipient.known().map(PhoneNumber::as_str))
     .bind(NotificationStatus::Created.as_str())
     .bind(i32::try_from(created.retry_policy.max_attempts).unwrap_or(i32::MAX))
     .bind(created.at)

@@ -2,9 +2,11 @@
 //! error and timestamps, plus per-status counters for dashboards.
 
 use chrono::{DateTime, Utc};
+use keryu_domain::PhoneNumber;
 use keryu_domain::notification::{
     FailureReason, NotificationContent, NotificationEvent, NotificationStatus,
 };
+use keryu_domain::subject::SubjectEvent;
 use keryu_infra::event_store::RecordedEvent;
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -29,6 +31,9 @@ impl Projection for NotificationsProjection {
         connection: &mut PgConnection,
         recorded: &RecordedEvent,
     ) -> Result<Applied, sqlx::Error> {
+        if recorded.stream.category() == "subject" {
+            return forget_erased_subject(connection, recorded).await;
+        }
         if recorded.stream.category() != "notification" {
             return Ok(Applied::Ignored);
         }
@@ -47,6 +52,29 @@ impl Projection for NotificationsProjection {
     }
 }
 
+/// An erased subject's notifications keep their delivery history but lose the number they went
+/// to, as the log does.
+async fn forget_erased_subject(
+    connection: &mut PgConnection,
+    recorded: &RecordedEvent,
+) -> Result<Applied, sqlx::Error> {
+    // Only the erasure matters here: other subject events are not even decoded.
+    if recorded.event_type != "SubjectErased" {
+        return Ok(Applied::Ignored);
+    }
+    let (Ok(SubjectEvent::SubjectErased(_)), Ok(subject)) = (
+        recorded.to_domain::<SubjectEvent>(),
+        recorded.stream.id().parse::<Uuid>(),
+    ) else {
+        return Ok(Applied::Unknown);
+    };
+    sqlx::query("UPDATE notifications SET recipient = NULL WHERE subject_id = $1")
+        .bind(subject)
+        .execute(connection)
+        .await?;
+    Ok(Applied::Changed)
+}
+
 /// The row an event applies to, and the event's position.
 #[derive(Clone, Copy)]
 struct Row {
@@ -63,13 +91,13 @@ async fn apply(
     use NotificationStatus as S;
     match event {
         E::NotificationCreated(created) => {
-            let (template_id, template_version) = match &created.content {
-                NotificationContent::Template {
+            let (template_id, template_version) = match created.content.known() {
+                Some(NotificationContent::Template {
                     template_id,
                     template_version,
                     ..
-                } => (Some(template_id.0), i32::try_from(*template_version).ok()),
-                NotificationContent::FreeText { .. } => (None, None),
+                }) => (Some(template_id.0), i32::try_from(*template_version).ok()),
+                Some(NotificationContent::FreeText { .. }) | None => (None, None),
             };
             let inserted = sqlx::query(
                 "INSERT INTO notifications (id, subject_id, alarm_id, recipient, template_id, \
@@ -80,7 +108,7 @@ async fn apply(
             .bind(row.id)
             .bind(created.subject_id.0)
             .bind(created.alarm_id.map(|id| id.0))
-            .bind(created.recipient.as_str())
+            .bind(created.recipient.known().map(PhoneNumber::as_str))
             .bind(template_id)
             .bind(template_version)
             .bind(i32::try_from(created.retry_policy.max_attempts).unwrap_or(i32::MAX))

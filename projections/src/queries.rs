@@ -26,6 +26,7 @@ use chrono::{DateTime, Utc};
 use keryu_domain::Role;
 use keryu_infra::http::auth::{Caller, HasTokenVerifier, TokenVerifier};
 use keryu_infra::http::problem::{Problem, ProblemKind};
+use keryu_infra::personal_data::PhoneLookup;
 use keryu_infra::postgres::PgEventStore;
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
@@ -55,17 +56,20 @@ pub struct QueryState {
     pool: PgPool,
     store: PgEventStore,
     verifier: TokenVerifier,
+    phones: PhoneLookup,
 }
 
 impl QueryState {
     /// Queries on the read models beside `store`'s log (one database), and on the log itself,
     /// authenticating with `verifier`. The event log routes read through the store, so they see
-    /// events exactly as every other reader of the log does.
-    pub fn new(store: PgEventStore, verifier: TokenVerifier) -> Self {
+    /// events exactly as every other reader of the log does. Lookups by phone number use
+    /// `phones`, the fingerprints the subjects projection stored.
+    pub fn new(store: PgEventStore, verifier: TokenVerifier, phones: PhoneLookup) -> Self {
         QueryState {
             pool: store.pool().clone(),
             store,
             verifier,
+            phones,
         }
     }
 }

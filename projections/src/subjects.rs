@@ -1,15 +1,27 @@
-//! The subjects read model: details, active flag and assigned custodians.
+//! The subjects read model: details, active flag and assigned custodians. An erased subject
+//! keeps its row, with its personal columns NULL and `erased` set.
 
+use keryu_domain::PhoneNumber;
 use keryu_domain::subject::SubjectEvent;
 use keryu_infra::event_store::RecordedEvent;
+use keryu_infra::personal_data::PhoneLookup;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::projection::{Applied, Projection};
 
 /// Folds subject events into `subjects` and `subject_custodians`.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SubjectsProjection;
+#[derive(Debug, Clone)]
+pub struct SubjectsProjection {
+    phones: PhoneLookup,
+}
+
+impl SubjectsProjection {
+    /// The projection, fingerprinting numbers with `phones` for lookups by number.
+    pub fn new(phones: PhoneLookup) -> Self {
+        SubjectsProjection { phones }
+    }
+}
 
 impl Projection for SubjectsProjection {
     fn name(&self) -> &'static str {
@@ -37,15 +49,18 @@ impl Projection for SubjectsProjection {
         let position = i64::try_from(recorded.position.0).unwrap_or(i64::MAX);
         match event {
             SubjectEvent::SubjectRegistered(registered) => {
+                let phone = registered.phone.known();
                 sqlx::query(
-                    "INSERT INTO subjects (id, name, phone, preferences, active, created_at, \
-                     updated_at, position) VALUES ($1, $2, $3, $4, true, $5, $5, $6) \
+                    "INSERT INTO subjects (id, name, phone, phone_fingerprint, preferences, \
+                     active, created_at, updated_at, position) \
+                     VALUES ($1, $2, $3, $4, $5, true, $6, $6, $7) \
                      ON CONFLICT (id) DO NOTHING",
                 )
                 .bind(id)
-                .bind(&registered.name)
-                .bind(registered.phone.as_str())
-                .bind(&registered.preferences)
+                .bind(registered.name.known())
+                .bind(phone.map(PhoneNumber::as_str))
+                .bind(phone.map(|phone| self.phones.fingerprint(phone)))
+                .bind(Some(&registered.preferences).filter(|p| !p.is_null()))
                 .bind(registered.at)
                 .bind(position)
                 .execute(connection)
@@ -54,12 +69,19 @@ impl Projection for SubjectsProjection {
             SubjectEvent::SubjectUpdated(update) => {
                 sqlx::query(
                     "UPDATE subjects SET name = coalesce($2, name), phone = coalesce($3, phone), \
-                     preferences = coalesce($4, preferences), updated_at = $5, position = $6 \
+                     phone_fingerprint = coalesce($4, phone_fingerprint), \
+                     preferences = coalesce($5, preferences), updated_at = $6, position = $7 \
                      WHERE id = $1",
                 )
                 .bind(id)
                 .bind(update.name.as_deref())
-                .bind(update.phone.as_ref().map(|phone| phone.as_str()))
+                .bind(update.phone.as_ref().map(PhoneNumber::as_str))
+                .bind(
+                    update
+                        .phone
+                        .as_ref()
+                        .map(|phone| self.phones.fingerprint(phone)),
+                )
                 .bind(update.preferences.as_ref())
                 .bind(update.at)
                 .bind(position)
@@ -73,6 +95,18 @@ impl Projection for SubjectsProjection {
                 )
                 .bind(id)
                 .bind(deactivated.at)
+                .bind(position)
+                .execute(connection)
+                .await?;
+            }
+            SubjectEvent::SubjectErased(erased) => {
+                sqlx::query(
+                    "UPDATE subjects SET name = NULL, phone = NULL, phone_fingerprint = NULL, \
+                     preferences = NULL, active = false, erased = true, updated_at = $2, \
+                     position = $3 WHERE id = $1",
+                )
+                .bind(id)
+                .bind(erased.at)
                 .bind(position)
                 .execute(connection)
                 .await?;

@@ -10,6 +10,7 @@ use keryu_domain::{AlarmId, NotificationId, RetryPolicy, SubjectId};
 use keryu_infra::event_store::{
     EventMetadata, EventStore, ExpectedVersion, NewEvent, Position, StreamName,
 };
+use keryu_infra::personal_data::MasterKey;
 use keryu_infra::postgres::PgEventStore;
 use keryu_infra::repository;
 use keryu_projections::alarms::AlarmsProjection;
@@ -153,7 +154,7 @@ async fn delivery(pool: &PgPool, table: &str, id: NotificationId) -> Option<Valu
 
 #[sqlx::test(migrator = "keryu_infra::postgres::MIGRATOR")]
 async fn folds_alarms_and_the_deliveries_they_caused(pool: PgPool) {
-    let store = PgEventStore::new(pool.clone());
+    let store = PgEventStore::new(pool.clone(), MasterKey::development());
     let subject = SubjectId(Uuid::now_v7());
     let alarm = raise(&store, subject).await;
     let quiet = raise(&store, subject).await;
@@ -242,7 +243,7 @@ async fn folds_alarms_and_the_deliveries_they_caused(pool: PgPool) {
 /// A manual retry starts a new round: the attempt resets, the lifetime count does not.
 #[sqlx::test(migrator = "keryu_infra::postgres::MIGRATOR")]
 async fn a_manual_retry_resets_the_round_but_not_the_total(pool: PgPool) {
-    let store = PgEventStore::new(pool.clone());
+    let store = PgEventStore::new(pool.clone(), MasterKey::development());
     let alarm = raise(&store, SubjectId(Uuid::now_v7())).await;
     let id = notify(&store, Some(alarm)).await;
     notification_command(&store, id, start()).await;
@@ -272,7 +273,7 @@ async fn a_manual_retry_resets_the_round_but_not_the_total(pool: PgPool) {
 
 #[sqlx::test(migrator = "keryu_infra::postgres::MIGRATOR")]
 async fn unknown_alarm_events_are_skipped_and_counted(pool: PgPool) {
-    let store = PgEventStore::new(pool.clone());
+    let store = PgEventStore::new(pool.clone(), MasterKey::development());
     let alarm = raise(&store, SubjectId(Uuid::now_v7())).await;
     let stream = StreamName::of::<Alarm>(alarm).expect("stream");
     let escalated = NewEvent {
@@ -281,6 +282,7 @@ async fn unknown_alarm_events_are_skipped_and_counted(pool: PgPool) {
         schema_version: 1,
         data: json!({ "to": "the police" }),
         metadata: EventMetadata::default(),
+        personal: None,
     };
     store
         .append(&stream, ExpectedVersion::Any, vec![escalated])

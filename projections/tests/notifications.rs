@@ -11,6 +11,7 @@ use keryu_domain::{NotificationId, RetryPolicy, SubjectId};
 use keryu_infra::event_store::{
     EventMetadata, EventStore, ExpectedVersion, NewEvent, Position, StreamName,
 };
+use keryu_infra::personal_data::MasterKey;
 use keryu_infra::postgres::PgEventStore;
 use keryu_infra::repository;
 use keryu_projections::notifications::NotificationsProjection;
@@ -145,7 +146,7 @@ async fn assert_counters_match_rows(pool: &PgPool) {
 
 #[sqlx::test(migrator = "keryu_infra::postgres::MIGRATOR")]
 async fn catches_up_then_follows_live(pool: PgPool) {
-    let store = PgEventStore::new(pool.clone());
+    let store = PgEventStore::new(pool.clone(), MasterKey::development());
     let early = create(&store).await;
     deliver(&store, early).await;
 
@@ -179,7 +180,7 @@ async fn catches_up_then_follows_live(pool: PgPool) {
 /// projector instances racing) changes nothing the second time.
 #[sqlx::test(migrator = "keryu_infra::postgres::MIGRATOR")]
 async fn a_batch_is_never_applied_twice(pool: PgPool) {
-    let store = PgEventStore::new(pool.clone());
+    let store = PgEventStore::new(pool.clone(), MasterKey::development());
     let id = create(&store).await;
     deliver(&store, id).await;
     let projector = Projector::new(store.clone(), NotificationsProjection);
@@ -216,7 +217,7 @@ async fn a_batch_is_never_applied_twice(pool: PgPool) {
 /// A projector killed at any point and restarted ends where an uninterrupted one would.
 #[sqlx::test(migrator = "keryu_infra::postgres::MIGRATOR")]
 async fn a_killed_projector_resumes_without_double_apply(pool: PgPool) {
-    let store = PgEventStore::new(pool.clone());
+    let store = PgEventStore::new(pool.clone(), MasterKey::development());
     let projector = Projector::new(store.clone(), NotificationsProjection);
     projector.prepare().await.expect("prepare");
     let mut ids = Vec::new();
@@ -251,7 +252,7 @@ async fn a_killed_projector_resumes_without_double_apply(pool: PgPool) {
 
 #[sqlx::test(migrator = "keryu_infra::postgres::MIGRATOR")]
 async fn unknown_and_foreign_events_are_skipped_not_fatal(pool: PgPool) {
-    let store = PgEventStore::new(pool.clone());
+    let store = PgEventStore::new(pool.clone(), MasterKey::development());
     let id = create(&store).await;
     // A notification event this build does not know, as a newer Keryu might have written it.
     let stream = StreamName::of::<Notification>(Uuid::now_v7()).expect("stream");
@@ -261,6 +262,7 @@ async fn unknown_and_foreign_events_are_skipped_not_fatal(pool: PgPool) {
         schema_version: 1,
         data: serde_json::json!({ "to": "the moon" }),
         metadata: EventMetadata::default(),
+        personal: None,
     };
     store
         .append(&stream, ExpectedVersion::NoStream, vec![unknown])
@@ -272,6 +274,7 @@ async fn unknown_and_foreign_events_are_skipped_not_fatal(pool: PgPool) {
         schema_version: 1,
         data: serde_json::json!({}),
         metadata: EventMetadata::default(),
+        personal: None,
     };
     let subject = StreamName::new("subject", Uuid::now_v7()).expect("stream");
     store
@@ -317,7 +320,7 @@ async fn dump(pool: &PgPool) -> Vec<String> {
 /// keeps running and writers keep appending; afterwards the live projector carries on.
 #[sqlx::test(migrator = "keryu_infra::postgres::MIGRATOR")]
 async fn a_rebuild_reproduces_the_live_read_model_and_swaps_without_loss(pool: PgPool) {
-    let store = PgEventStore::new(pool.clone());
+    let store = PgEventStore::new(pool.clone(), MasterKey::development());
     let projector = Projector::new(store.clone(), NotificationsProjection);
     projector.prepare().await.expect("prepare");
     let running = tokio::spawn({

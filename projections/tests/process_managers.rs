@@ -12,8 +12,11 @@ use keryu_domain::notification::{
 };
 use keryu_domain::subject::{Subject, SubjectCommand};
 use keryu_domain::template::{MessageTemplate, TemplateCommand, TemplateContent};
-use keryu_domain::{Aggregate, AlarmId, CustodianId, NotificationId, RetryPolicy, Role, SubjectId};
+use keryu_domain::{
+    Aggregate, AlarmId, CustodianId, NotificationId, Personal, RetryPolicy, Role, SubjectId,
+};
 use keryu_infra::event_store::{EventMetadata, EventStore, Position, StreamName};
+use keryu_infra::personal_data::MasterKey;
 use keryu_infra::postgres::PgEventStore;
 use keryu_infra::repository;
 use keryu_projections::alarm_fanout::{ALERT_TEMPLATE, AlarmFanOut};
@@ -100,7 +103,7 @@ async fn count_events(store: &PgEventStore, id: NotificationId, event_type: &str
 
 #[sqlx::test(migrator = "keryu_infra::postgres::MIGRATOR")]
 async fn a_scheduled_notification_is_queued_when_due_and_not_before(pool: PgPool) {
-    let store = PgEventStore::new(pool);
+    let store = PgEventStore::new(pool, MasterKey::development());
     let due = Utc::now() + chrono::Duration::seconds(30);
     let id = create_notification(&store, Some(due)).await;
     project_timers(&store).await;
@@ -127,7 +130,7 @@ async fn a_scheduled_notification_is_queued_when_due_and_not_before(pool: PgPool
 
 #[sqlx::test(migrator = "keryu_infra::postgres::MIGRATOR")]
 async fn two_schedulers_fire_each_timer_once(pool: PgPool) {
-    let store = PgEventStore::new(pool);
+    let store = PgEventStore::new(pool, MasterKey::development());
     let due = Utc::now() + chrono::Duration::seconds(5);
     let mut ids = Vec::new();
     for _ in 0..20 {
@@ -145,7 +148,7 @@ async fn two_schedulers_fire_each_timer_once(pool: PgPool) {
 
 #[sqlx::test(migrator = "keryu_infra::postgres::MIGRATOR")]
 async fn a_retry_backoff_requeues_and_an_expired_lease_becomes_outcome_unknown(pool: PgPool) {
-    let store = PgEventStore::new(pool);
+    let store = PgEventStore::new(pool, MasterKey::development());
     let id = create_notification(&store, None).await;
     let start = || NotificationCommand::StartAttempt {
         dispatcher: "d1".to_owned(),
@@ -308,7 +311,7 @@ async fn raise(store: &PgEventStore, subject: SubjectId) -> AlarmId {
 
 #[sqlx::test(migrator = "keryu_infra::postgres::MIGRATOR")]
 async fn an_alarm_notifies_each_reachable_custodian_once(pool: PgPool) {
-    let store = PgEventStore::new(pool);
+    let store = PgEventStore::new(pool, MasterKey::development());
     approve_alert_template(&store).await;
     let household = household(&store).await;
     let alarm = raise(&store, household.subject).await;
@@ -327,11 +330,11 @@ async fn an_alarm_notifies_each_reachable_custodian_once(pool: PgPool) {
         assert_eq!(sent.status, NotificationStatus::Queued);
         let created = sent.created.expect("created");
         assert_eq!(created.alarm_id, Some(alarm));
-        let NotificationContent::Template {
+        let Personal::Known(NotificationContent::Template {
             variables,
             rendered_body,
             ..
-        } = created.content
+        }) = created.content
         else {
             panic!("an alarm uses the alert template");
         };
@@ -351,7 +354,7 @@ async fn an_alarm_notifies_each_reachable_custodian_once(pool: PgPool) {
 
 #[sqlx::test(migrator = "keryu_infra::postgres::MIGRATOR")]
 async fn without_an_approved_template_the_alarm_goes_out_as_text(pool: PgPool) {
-    let store = PgEventStore::new(pool);
+    let store = PgEventStore::new(pool, MasterKey::development());
     let household = household(&store).await;
     let alarm = raise(&store, household.subject).await;
     let log = store.read_all(Position::START, 10_000).await.expect("log");
@@ -361,7 +364,7 @@ async fn without_an_approved_template_the_alarm_goes_out_as_text(pool: PgPool) {
         .expect("fan out");
     let id = AlarmFanOut::notification_id(alarm.0, household.reachable[0]);
     let created = notification(&store, id).await.created.expect("created");
-    let NotificationContent::FreeText { body } = created.content else {
+    let Personal::Known(NotificationContent::FreeText { body }) = created.content else {
         panic!("free text without a template");
     };
     assert!(

@@ -13,6 +13,7 @@ use keryu_domain::{NotificationId, RetryPolicy, SubjectId};
 use keryu_infra::config::{NatsConfig, Secret};
 use keryu_infra::event_store::{EventMetadata, EventStore, Position, StreamName};
 use keryu_infra::nats;
+use keryu_infra::personal_data::MasterKey;
 use keryu_infra::postgres::PgEventStore;
 use keryu_infra::repository;
 use keryu_projections::reaction::{Reaction, Reactor};
@@ -144,7 +145,7 @@ async fn wait_for_messages(jetstream: &jetstream::Context, config: &NatsConfig, 
 async fn every_event_is_published_once_with_its_envelope(pool: PgPool) {
     let server = NatsServer::start();
     let config = server.config();
-    let store = PgEventStore::new(pool);
+    let store = PgEventStore::new(pool, MasterKey::development());
     for _ in 0..3 {
         create_notification(&store).await;
     }
@@ -187,7 +188,7 @@ async fn every_event_is_published_once_with_its_envelope(pool: PgPool) {
 async fn while_nats_is_down_commands_are_accepted_and_the_backlog_drains_later(pool: PgPool) {
     let mut server = NatsServer::start();
     let config = server.config();
-    let store = PgEventStore::new(pool);
+    let store = PgEventStore::new(pool, MasterKey::development());
     let client = nats::connect(&config).await.expect("connect");
     let jetstream = jetstream::new(client);
     nats::ensure_stream(&jetstream, &config)

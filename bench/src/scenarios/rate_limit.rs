@@ -13,6 +13,7 @@ use crate::fill::{Lifecycle, fill};
 use crate::load::{Until, post_notifications};
 use crate::report;
 use crate::stats::{busiest_window, count_between, per_second};
+use keryu_infra::personal_data::MasterKey;
 
 /// Options of the rate-limit scenario.
 #[derive(Debug, Clone, Args)]
@@ -68,7 +69,8 @@ pub async fn run(bench: &Bench, args: &RateLimitArgs) -> anyhow::Result<()> {
                 .max_connections(2)
                 .connect(&url)
                 .await?;
-            let store = keryu_infra::postgres::PgEventStore::new(pool.clone());
+            let store =
+                keryu_infra::postgres::PgEventStore::new(pool.clone(), MasterKey::development());
             let filled = fill(&store, 0, Some(backlog), Lifecycle::Queued, 500).await?;
             pool.close().await;
             (deployment, json!({ "appended": filled }))

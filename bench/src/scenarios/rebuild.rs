@@ -19,6 +19,7 @@ use crate::deployment::{database_url, drop_database, keryu_binary};
 use crate::fill::{Lifecycle, fill};
 use crate::machine::kib_field;
 use crate::report;
+use keryu_infra::personal_data::MasterKey;
 
 /// Options of the rebuild scenario.
 #[derive(Debug, Clone, Args)]
@@ -89,7 +90,7 @@ async fn measure(
         .max_connections(2)
         .connect(url)
         .await?;
-    let store = keryu_infra::postgres::PgEventStore::new(pool.clone());
+    let store = keryu_infra::postgres::PgEventStore::new(pool.clone(), MasterKey::development());
     let filled = fill(
         &store,
         target,

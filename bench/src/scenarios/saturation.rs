@@ -21,6 +21,7 @@ use crate::fill::{Lifecycle, fill};
 use crate::load::{Until, post_notifications};
 use crate::report;
 use crate::stats::{busiest_window, count_between, per_second};
+use keryu_infra::personal_data::MasterKey;
 
 /// How the offered load is made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
@@ -82,7 +83,8 @@ pub async fn run(bench: &Bench, args: &SaturationArgs) -> anyhow::Result<()> {
                 .max_connections(2)
                 .connect(&url)
                 .await?;
-            let store = keryu_infra::postgres::PgEventStore::new(pool.clone());
+            let store =
+                keryu_infra::postgres::PgEventStore::new(pool.clone(), MasterKey::development());
             let filled = fill(&store, 0, Some(backlog), Lifecycle::Queued, 500).await?;
             let events: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
                 .fetch_one(&pool)

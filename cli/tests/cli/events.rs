@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 
 use crate::support::{Deployment, Running, keryu, stderr};
+use keryu_infra::personal_data::MasterKey;
 
 impl Deployment {
     /// The deployment's log, read through the store.
@@ -20,7 +21,7 @@ impl Deployment {
         let pool = PgPool::connect(&self.database.url())
             .await
             .expect("connect");
-        PgEventStore::new(pool)
+        PgEventStore::new(pool, MasterKey::development())
     }
 
     /// Runs `keryu <args>` with this deployment's configuration; fails the test on failure.

@@ -6,6 +6,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::support::{FreshDatabase, keryu, stderr};
+use keryu_infra::personal_data::MasterKey;
 
 #[tokio::test]
 async fn migrate_creates_a_fresh_database_and_is_idempotent() {
@@ -28,7 +29,7 @@ async fn migrate_creates_a_fresh_database_and_is_idempotent() {
         .expect("migrations are recorded");
     assert_eq!(applied, MIGRATOR.iter().count() as i64);
 
-    let store = PgEventStore::new(pool.clone());
+    let store = PgEventStore::new(pool.clone(), MasterKey::development());
     let stream = StreamName::new("notification", Uuid::now_v7()).expect("stream name");
     let event = NewEvent {
         event_id: Uuid::now_v7(),
@@ -36,6 +37,7 @@ async fn migrate_creates_a_fresh_database_and_is_idempotent() {
         schema_version: 1,
         data: serde_json::json!({}),
         metadata: Default::default(),
+        personal: None,
     };
     store
         .append(&stream, ExpectedVersion::NoStream, vec![event])

@@ -1,4 +1,4 @@
-//! Subject commands: register, update, deactivate, assign custodians.
+//! Subject commands: register, update, deactivate, erase, assign custodians.
 
 use std::collections::BTreeSet;
 
@@ -186,6 +186,52 @@ pub async fn deactivate(
         StatusCode::OK,
     )
     .await
+}
+
+/// Erases a subject's personal data for good (the right to erasure): records `SubjectErased`,
+/// then destroys the subject's data key, so their name, number and preferences and the number
+/// and text of every notification about them read back as `null` from the log, the read models
+/// and any replay or rebuild. The log itself is untouched and stays verifiable. Repeating the
+/// request is harmless (and finishes an erasure whose key destruction failed).
+#[utoipa::path(
+    post,
+    path = "/api/subjects/{id}/erase",
+    tag = "subjects",
+    summary = "Erase a subject's personal data (admins only; irreversible)",
+    params(("id" = Uuid, Path, description = "The resource's id")),
+    responses(
+        (status = 200, description = "Erased", body = SubjectAccepted, headers(("Keryu-Position" = u64, description = "Log position of the last event appended"))),
+        (status = "4XX", description = "A problem", body = ProblemDocument, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
+pub async fn erase(
+    State(state): State<AppState>,
+    caller: Caller,
+    context: RequestContext,
+    IdPath(id): IdPath,
+) -> Result<Accepted<SubjectAccepted>, Problem> {
+    authorize(&caller, Action::EraseSubject)?;
+    let command = SubjectCommand::Erase { at: Utc::now() };
+    let erased = run(
+        &state,
+        &caller,
+        &context,
+        SubjectId(id),
+        command,
+        StatusCode::OK,
+    )
+    .await?;
+    // The event first: should destroying the key fail, a retry finds the subject erased (a
+    // no-op) and destroys it then.
+    state.store().vault().erase(id).await.map_err(|error| {
+        tracing::error!(%error, subject = %id, "the subject's data key could not be destroyed");
+        Problem::new(
+            ProblemKind::Unavailable,
+            "the erasure is recorded but not finished; repeat the request",
+        )
+    })?;
+    Ok(erased)
 }
 
 /// Replaces the subject's custodians; every one must exist and be active.

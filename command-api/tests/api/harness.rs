@@ -10,6 +10,7 @@ use keryu_command_api::{AppState, Settings, router};
 use keryu_domain::Role;
 use keryu_infra::config::Secret;
 use keryu_infra::event_store::{EventStore, Position, RecordedEvent};
+use keryu_infra::personal_data::MasterKey;
 use keryu_infra::postgres::PgEventStore;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -92,7 +93,7 @@ impl Api {
 
     /// The API with another token verifier (and the issuer tests sign with).
     pub async fn start_with(pool: PgPool, verifier: TokenVerifier, issuer: TokenIssuer) -> Api {
-        let store = PgEventStore::new(pool);
+        let store = PgEventStore::new(pool, MasterKey::development());
         let state = AppState::new(
             store.clone(),
             verifier,

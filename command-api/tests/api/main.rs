@@ -5,6 +5,7 @@ mod harness;
 mod idempotency;
 mod malformed;
 mod notifications;
+mod privacy;
 mod rbac;
 mod resources;
 mod schemas;

@@ -230,6 +230,13 @@ fn endpoints(
             None,
             Action::DeactivateSubject,
         ),
+        // Last: nothing applies to an erased subject.
+        (
+            Method::POST,
+            format!("/api/subjects/{s}/erase"),
+            Some(json!({})),
+            Action::EraseSubject,
+        ),
     ]
 }
 

@@ -5,7 +5,10 @@ use serde::{Deserialize, Serialize};
 
 use super::command::{FailureKind, NotificationContent};
 use crate::event::event_enum;
-use crate::{AlarmId, NotificationId, PhoneNumber, RetryPolicy, SubjectId};
+use crate::{
+    AlarmId, ContainsPersonalData, DataOwner, NotificationId, Personal, PersonalData, PhoneNumber,
+    RetryPolicy, SubjectId,
+};
 
 /// Payload of [`NotificationEvent::NotificationCreated`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -15,10 +18,12 @@ pub struct NotificationCreated {
     pub id: NotificationId,
     /// The subject it is about.
     pub subject_id: SubjectId,
-    /// Where it goes.
-    pub recipient: PhoneNumber,
-    /// What it says.
-    pub content: NotificationContent,
+    /// Where it goes; `null` once the subject was erased.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<PhoneNumber>))]
+    pub recipient: Personal<PhoneNumber>,
+    /// What it says; `null` once the subject was erased.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<NotificationContent>))]
+    pub content: Personal<NotificationContent>,
     /// Not before this time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scheduled_for: Option<DateTime<Utc>>,
@@ -207,5 +212,20 @@ event_enum! {
         NotificationCancelled(NotificationCancelled),
         /// Someone asked to try a failed notification again.
         NotificationRetryRequested(NotificationRetryRequested),
+    }
+}
+
+/// The number and the text of a notification belong to the subject it is about: erasing the
+/// subject makes both unreadable in every notification it was ever sent. Provider error
+/// messages, which may quote the number, are masked before they are recorded.
+impl ContainsPersonalData for NotificationEvent {
+    fn personal_data(&self) -> Option<PersonalData> {
+        match self {
+            NotificationEvent::NotificationCreated(created) => Some(PersonalData {
+                owner: DataOwner::Other(created.subject_id.0),
+                fields: &["recipient", "content"],
+            }),
+            _ => None,
+        }
     }
 }

@@ -6,7 +6,10 @@ use uuid::Uuid;
 
 use super::*;
 use crate::testing::{assert_stored_form, given, run_history};
-use crate::{DomainEvent, NotificationId, RetryPolicy, SubjectId, TemplateId, Violation};
+use crate::{
+    ContainsPersonalData, DataOwner, DomainEvent, NotificationId, RetryPolicy, SubjectId,
+    TemplateId, Violation,
+};
 
 fn at() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 28, 9, 0, 0)
@@ -834,4 +837,34 @@ proptest! {
             .count();
         prop_assert_eq!(u32::try_from(starts).ok(), Some(state.total_attempts));
     }
+}
+
+#[test]
+fn a_queued_notification_of_an_erased_subject_is_cancelled_instead_of_attempted() {
+    let NotificationEvent::NotificationCreated(mut read_back) = created(None, 3) else {
+        panic!("the first event is the creation");
+    };
+    read_back.recipient = Personal::Erased;
+    read_back.content = Personal::Erased;
+    given::<Notification>(&[NotificationEvent::NotificationCreated(read_back), queued(1)])
+        .when(NotificationCommand::StartAttempt {
+            dispatcher: "d-1".to_owned(),
+            at: at(),
+        })
+        .then(&[NotificationEvent::NotificationCancelled(
+            NotificationCancelled {
+                reason: RECIPIENT_ERASED.to_owned(),
+                at: at(),
+            },
+        )]);
+}
+
+#[test]
+fn the_number_and_the_text_belong_to_the_subject() {
+    let declared = created(None, 3)
+        .personal_data()
+        .expect("a creation carries personal data");
+    assert_eq!(declared.owner, DataOwner::Other(Uuid::nil()));
+    assert_eq!(declared.fields, ["recipient", "content"]);
+    assert_eq!(queued(1).personal_data(), None);
 }

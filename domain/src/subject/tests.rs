@@ -20,11 +20,15 @@ fn phone(raw: &str) -> PhoneNumber {
 fn registered() -> SubjectEvent {
     SubjectEvent::SubjectRegistered(SubjectRegistered {
         id: SubjectId(Uuid::nil()),
-        name: "Ana".to_owned(),
-        phone: phone("+14155238886"),
+        name: Personal::Known("Ana".to_owned()),
+        phone: Personal::Known(phone("+14155238886")),
         preferences: json!({ "language": "es" }),
         at: at(),
     })
+}
+
+fn erased() -> SubjectEvent {
+    SubjectEvent::SubjectErased(Occurred { at: at() })
 }
 
 fn deactivated() -> SubjectEvent {
@@ -176,6 +180,7 @@ fn every_event_has_its_stable_stored_form() {
             custodian_ids: BTreeSet::new(),
             at: at(),
         }),
+        erased(),
     ];
     for event in &events {
         assert_stored_form(event);
@@ -190,6 +195,7 @@ fn every_event_has_its_stable_stored_form() {
             "SubjectUpdated",
             "SubjectDeactivated",
             "SubjectCustodiansAssigned",
+            "SubjectErased",
         ]
     );
 }
@@ -233,4 +239,59 @@ proptest! {
         let deactivated = history.iter().any(|e| matches!(e, SubjectEvent::SubjectDeactivated(_)));
         prop_assert_eq!(subject.active, subject.id.is_some() && !deactivated);
     }
+}
+
+#[test]
+fn erasing_forgets_the_personal_data_and_deactivates_for_good() {
+    let subject = given::<Subject>(&[registered()])
+        .when(SubjectCommand::Erase { at: at() })
+        .then(&[erased()]);
+    assert!(subject.erased && !subject.active);
+    assert_eq!((subject.name.as_str(), subject.phone), ("", None));
+    assert_eq!(subject.preferences, serde_json::Value::Null);
+    // Once erased, nothing but erasing again (a no-op) applies.
+    given::<Subject>(&[registered(), erased()])
+        .when(SubjectCommand::Erase { at: at() })
+        .then(&[]);
+    given::<Subject>(&[registered(), deactivated()])
+        .when(SubjectCommand::Erase { at: at() })
+        .then(&[erased()]);
+    given::<Subject>(&[registered(), erased()])
+        .when(update(Some("Bea")))
+        .then_error(DomainError::InvalidTransition {
+            aggregate: "subject",
+            from: "inactive",
+            command: "update",
+        });
+    given::<Subject>(&[])
+        .when(SubjectCommand::Erase { at: at() })
+        .then_error(DomainError::NotFound {
+            aggregate: "subject",
+        });
+}
+
+#[test]
+fn a_registration_read_back_after_erasure_replays_without_the_personal_data() {
+    let registration_after_erasure = SubjectEvent::SubjectRegistered(SubjectRegistered {
+        id: SubjectId(Uuid::nil()),
+        name: Personal::Erased,
+        phone: Personal::Erased,
+        preferences: serde_json::Value::Null,
+        at: at(),
+    });
+    let subject = Subject::default()
+        .evolve(&registration_after_erasure)
+        .evolve(&erased());
+    assert_eq!(subject.id, Some(SubjectId(Uuid::nil())));
+    assert!(subject.erased && subject.phone.is_none() && subject.name.is_empty());
+}
+
+#[test]
+fn personal_fields_are_declared_and_owned_by_the_subject() {
+    let declared = registered()
+        .personal_data()
+        .expect("registration is personal");
+    assert_eq!(declared.owner, DataOwner::ThisStream);
+    assert_eq!(declared.fields, ["name", "phone", "preferences"]);
+    assert_eq!(erased().personal_data(), None);
 }

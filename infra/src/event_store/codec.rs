@@ -77,6 +77,7 @@ impl NewEvent {
                 .remove("data")
                 .unwrap_or_else(|| Value::Object(Map::new())),
             metadata,
+            personal: event.personal_data(),
         })
     }
 }

@@ -1,6 +1,7 @@
 //! Events as the store sees them: an opaque JSON payload with a stable type name and metadata.
 
 use chrono::{DateTime, Utc};
+use keryu_domain::PersonalData;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -23,6 +24,8 @@ pub struct NewEvent {
     pub data: serde_json::Value,
     /// Who caused the event, and within which request and trace.
     pub metadata: EventMetadata,
+    /// Which fields of `data` are personal data, and whose: the store encrypts them.
+    pub personal: Option<PersonalData>,
 }
 
 /// Context stored beside every event: enough to answer "who did this, why, and as part of what?"

@@ -15,8 +15,12 @@ use crate::event_store::{
     AppendError, AppendResult, EventStore, ExpectedVersion, NewEvent, Position, RecordedEvent,
     StoreError, StreamName, StreamVersion, Subscription,
 };
+use crate::personal_data::{MasterKey, Vault};
 
 /// The event store on PostgreSQL.
+///
+/// Personal fields of events are sealed on append and opened on read by its [`Vault`] (see
+/// [`crate::personal_data`]); [`PgEventStore::sealed`] gives a view that reads them sealed.
 ///
 /// Appends serialise on one advisory lock (see `migrations/0002_event_log_write_lock.sql`), which
 /// is what lets every reader of the global log keep a single position as its checkpoint without
@@ -31,6 +35,10 @@ pub struct PgEventStore {
     commits: Arc<OnceLock<watch::Receiver<u64>>>,
     /// The group-commit writer every append of this store (and its clones) goes through.
     writer: Arc<OnceLock<mpsc::Sender<AppendRequest>>>,
+    /// Seals personal data on append and opens it on read.
+    vault: Vault,
+    /// Whether reads open personal data (`false` for [`PgEventStore::sealed`]).
+    open_personal_data: bool,
 }
 
 /// How subscriptions read the log.
@@ -53,14 +61,48 @@ impl Default for SubscriptionOptions {
 }
 
 impl PgEventStore {
-    /// A store on `pool`, whose database must have been migrated ([`super::migrate`]).
-    pub fn new(pool: PgPool) -> Self {
+    /// A store on `pool`, whose database must have been migrated ([`super::migrate`]), sealing
+    /// personal data with data keys wrapped by `master_key`.
+    pub fn new(pool: PgPool, master_key: MasterKey) -> Self {
         PgEventStore {
+            vault: Vault::new(pool.clone(), master_key),
             pool,
             subscription: SubscriptionOptions::default(),
             commits: Arc::new(OnceLock::new()),
             writer: Arc::new(OnceLock::new()),
+            open_personal_data: true,
         }
+    }
+
+    /// The same store reading personal data as stored, sealed: for whatever copies events out
+    /// of the database (the outbox relay to NATS), so that copy holds nothing erasure could not
+    /// reach.
+    #[must_use]
+    pub fn sealed(&self) -> Self {
+        PgEventStore {
+            open_personal_data: false,
+            ..self.clone()
+        }
+    }
+
+    /// The vault sealing this store's personal data, e.g. to erase a subject.
+    pub fn vault(&self) -> &Vault {
+        &self.vault
+    }
+
+    /// Events as this store hands them out: personal data opened unless [`Self::sealed`].
+    async fn hand_out(&self, rows: Vec<EventRow>) -> Result<Vec<RecordedEvent>, StoreError> {
+        let mut events = rows
+            .into_iter()
+            .map(RecordedEvent::try_from)
+            .collect::<Result<Vec<_>, _>>()?;
+        if self.open_personal_data {
+            self.vault
+                .open(&mut events)
+                .await
+                .map_err(|error| StoreError::Backend(Box::new(error)))?;
+        }
+        Ok(events)
     }
 
     /// The same store with other subscription settings.
@@ -88,6 +130,9 @@ impl PgEventStore {
     /// This is the whole append protocol; [`EventStore::append`] merely wraps it in a transaction
     /// of its own. The caller holds the log's write lock from this call until it commits, so it
     /// must commit promptly and never wait on anything outside the database meanwhile.
+    ///
+    /// It writes `events` as they are: their personal data must already be sealed
+    /// ([`Vault::seal`]).
     ///
     /// # Errors
     /// As [`EventStore::append`].
@@ -240,12 +285,16 @@ impl EventStore for PgEventStore {
         &self,
         stream: &StreamName,
         expected: ExpectedVersion,
-        events: Vec<NewEvent>,
+        mut events: Vec<NewEvent>,
     ) -> Result<AppendResult, AppendError> {
         if events.is_empty() {
             return Err(AppendError::NoEvents);
         }
         let started = std::time::Instant::now();
+        self.vault
+            .seal(stream, &mut events)
+            .await
+            .map_err(|error| AppendError::Store(StoreError::Backend(Box::new(error))))?;
         let writer = self
             .writer
             .get_or_init(|| group_commit::start(self.pool.clone()));
@@ -285,7 +334,7 @@ impl EventStore for PgEventStore {
         .fetch_all(&self.pool)
         .await
         .map_err(|error| StoreError::Backend(Box::new(error)))?;
-        rows.into_iter().map(RecordedEvent::try_from).collect()
+        self.hand_out(rows).await
     }
 
     async fn read_all(
@@ -301,7 +350,7 @@ impl EventStore for PgEventStore {
         .fetch_all(&self.pool)
         .await
         .map_err(|error| StoreError::Backend(Box::new(error)))?;
-        rows.into_iter().map(RecordedEvent::try_from).collect()
+        self.hand_out(rows).await
     }
 
     async fn head_position(&self) -> Result<Position, StoreError> {

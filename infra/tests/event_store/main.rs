@@ -8,6 +8,7 @@ mod conformance;
 mod postgres_log;
 mod support;
 
+use keryu_infra::personal_data::MasterKey;
 use keryu_infra::postgres::PgEventStore;
 use sqlx::PgPool;
 
@@ -19,7 +20,7 @@ macro_rules! conformance_suite {
             $(
                 #[sqlx::test(migrator = "keryu_infra::postgres::MIGRATOR")]
                 async fn $case(pool: PgPool) {
-                    conformance::$case(&PgEventStore::new(pool)).await;
+                    conformance::$case(&PgEventStore::new(pool, MasterKey::development())).await;
                 }
             )*
         }

@@ -9,13 +9,14 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::support::{event, next_within, stream};
+use keryu_infra::personal_data::MasterKey;
 
 /// Writer A takes a position and stays open; writers B (through the store) and C (a raw INSERT
 /// that bypasses the store) come later. Neither may commit before A does — otherwise a follower
 /// would pass A's position before A's event became visible and never see it.
 #[sqlx::test(migrator = "keryu_infra::postgres::MIGRATOR")]
 async fn a_follower_never_passes_an_append_that_commits_late(pool: PgPool) {
-    let store = PgEventStore::new(pool.clone());
+    let store = PgEventStore::new(pool.clone(), MasterKey::development());
     let mut follower = store.subscribe_all(Position::START);
 
     let early = event(1);
@@ -100,7 +101,7 @@ async fn a_follower_never_passes_an_append_that_commits_late(pool: PgPool) {
 /// Nothing can rewrite history: updates, deletes and truncation are refused by the table itself.
 #[sqlx::test(migrator = "keryu_infra::postgres::MIGRATOR")]
 async fn the_events_table_is_append_only(pool: PgPool) {
-    let store = PgEventStore::new(pool.clone());
+    let store = PgEventStore::new(pool.clone(), MasterKey::development());
     store
         .append(
             &stream("subject"),
@@ -130,7 +131,7 @@ async fn the_events_table_is_append_only(pool: PgPool) {
 async fn grouped_appends_keep_every_appends_contract(pool: PgPool) {
     use keryu_infra::event_store::AppendError;
 
-    let store = PgEventStore::new(pool);
+    let store = PgEventStore::new(pool, MasterKey::development());
     let shared = stream("notification");
     store
         .append(&shared, ExpectedVersion::NoStream, vec![event(0)])
@@ -222,7 +223,7 @@ async fn tamper(pool: &PgPool, sql: &str) {
 
 /// Ten events in three streams, appended concurrently (so in groups).
 async fn chained_log(pool: &PgPool) -> Vec<Position> {
-    let store = PgEventStore::new(pool.clone());
+    let store = PgEventStore::new(pool.clone(), MasterKey::development());
     let mut tasks = tokio::task::JoinSet::new();
     for n in 0..5 {
         let store = store.clone();

@@ -28,6 +28,7 @@ pub fn event(n: u64) -> NewEvent {
             }),
             traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_owned()),
         },
+        personal: None,
     }
 }
 

@@ -97,8 +97,9 @@ pub struct AlarmDetail {
 pub struct AlarmNotificationView {
     /// The notification's id (its full record: `GET /api/notifications/{id}`).
     id: Uuid,
-    /// The phone number it goes to, in full as on `GET /api/notifications/{id}`.
-    recipient: String,
+    /// The phone number it goes to, in full as on `GET /api/notifications/{id}`; `null` once
+    /// the alarm's subject was erased.
+    recipient: Option<String>,
     #[schema(value_type = NotificationStatus)]
     status: String,
     /// Attempts started in the current round (a manual retry starts a new round).

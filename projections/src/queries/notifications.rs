@@ -58,7 +58,8 @@ pub struct NotificationView {
     id: Uuid,
     subject_id: Uuid,
     alarm_id: Option<Uuid>,
-    recipient: String,
+    /// `null` once the subject was erased.
+    recipient: Option<String>,
     template_id: Option<Uuid>,
     template_version: Option<i32>,
     #[schema(value_type = NotificationStatus)]

@@ -3,6 +3,7 @@
 use axum::extract::State;
 use axum::response::Response;
 use chrono::{DateTime, Utc};
+use keryu_domain::PhoneNumber;
 use keryu_infra::http::auth::Caller;
 use keryu_infra::http::json::{IdPath, QueryParams};
 use keryu_infra::http::problem::{Problem, ProblemKind};
@@ -20,13 +21,17 @@ use super::{
 #[derive(Debug, Serialize, FromRow, ToSchema)]
 pub struct SubjectView {
     id: Uuid,
-    name: String,
-    phone: String,
-    /// Free-form, as the integrator gave them.
-    #[schema(value_type = Object)]
-    preferences: serde_json::Value,
-    /// `false` once deactivated.
+    /// `null` once erased.
+    name: Option<String>,
+    /// `null` once erased.
+    phone: Option<String>,
+    /// Free-form, as the integrator gave them; `null` once erased.
+    #[schema(value_type = Option<Object>)]
+    preferences: Option<serde_json::Value>,
+    /// `false` once deactivated (and once erased).
     active: bool,
+    /// `true` once the subject's personal data was erased.
+    erased: bool,
     /// The custodians looking after the subject.
     custodian_ids: Vec<Uuid>,
     created_at: DateTime<Utc>,
@@ -41,6 +46,11 @@ pub struct ListSubjects {
     /// Only active (`true`) or deactivated (`false`) subjects.
     #[serde(default)]
     active: Option<bool>,
+    /// Only the subject with this WhatsApp number (E.164). Matched by its keyed fingerprint:
+    /// the read model keeps no index of numbers.
+    #[serde(default)]
+    #[param(value_type = Option<String>)]
+    phone: Option<PhoneNumber>,
     /// Page size, 1 to 500 (default 50).
     #[serde(default)]
     #[param(minimum = 1, maximum = 500)]
@@ -53,13 +63,14 @@ pub struct ListSubjects {
     min_position: Option<u64>,
 }
 
-const SUBJECT_SELECT: &str = "SELECT s.id, s.name, s.phone, s.preferences, s.active, \
+const SUBJECT_SELECT: &str = "SELECT s.id, s.name, s.phone, s.preferences, s.active, s.erased, \
      coalesce(array_agg(c.custodian_id) FILTER (WHERE c.custodian_id IS NOT NULL), '{}') \
      AS custodian_ids, s.created_at, s.updated_at \
      FROM projection_subjects.subjects s \
      LEFT JOIN projection_subjects.subject_custodians c ON c.subject_id = s.id";
 
-/// Subjects with their custodians, newest first. Custodians see only their own subjects.
+/// Subjects with their custodians, newest first, optionally the one with a given number.
+/// Custodians see only their own subjects.
 #[utoipa::path(
     get,
     path = "/api/subjects",
@@ -84,12 +95,19 @@ pub(super) async fn list_subjects(
            AND ($4::uuid IS NULL OR s.id IN ( \
                 SELECT subject_id FROM projection_subjects.subject_custodians \
                 WHERE custodian_id = $4)) \
-         GROUP BY s.id ORDER BY s.created_at DESC, s.id DESC LIMIT $5"
+           AND ($5::text IS NULL OR s.phone_fingerprint = $5) \
+         GROUP BY s.id ORDER BY s.created_at DESC, s.id DESC LIMIT $6"
     )))
     .bind(query.active)
     .bind(after.map(|(at, _)| at))
     .bind(after.map(|(_, id)| id))
     .bind(custodian_scope(&caller))
+    .bind(
+        query
+            .phone
+            .as_ref()
+            .map(|phone| state.phones.fingerprint(phone)),
+    )
     .bind(i64::from(limit) + 1)
     .fetch_all(&state.pool)
     .await

@@ -208,6 +208,7 @@ async fn the_log_streams_as_ndjson_across_store_pages(pool: PgPool) {
                     }),
                     traceparent: None,
                 },
+                personal: None,
             })
             .collect();
         world

@@ -14,6 +14,7 @@ use keryu_domain::subject::{Subject, SubjectCommand};
 use keryu_domain::{AlarmId, CustodianId, NotificationId, RetryPolicy, Role, SubjectId};
 use keryu_infra::event_store::{EventMetadata, EventStore, StreamName};
 use keryu_infra::http::auth::{TokenIssuer, TokenVerifier};
+use keryu_infra::personal_data::{MasterKey, PhoneLookup};
 use keryu_infra::postgres::PgEventStore;
 use keryu_infra::repository;
 use keryu_projections::alarms::AlarmsProjection;
@@ -28,6 +29,11 @@ use uuid::Uuid;
 
 const SECRET: &[u8] = b"query-test-secret-query-test-secret";
 
+/// Phone-number fingerprints as the tests' deployment configures them.
+fn phones() -> PhoneLookup {
+    PhoneLookup::new("query-test-pepper")
+}
+
 struct World {
     store: PgEventStore,
     base: String,
@@ -38,9 +44,9 @@ struct World {
 
 impl World {
     async fn start(pool: PgPool, run_projectors: bool) -> World {
-        let store = PgEventStore::new(pool.clone());
+        let store = PgEventStore::new(pool.clone(), MasterKey::development());
         let notifications = Projector::new(store.clone(), NotificationsProjection);
-        let subjects = Projector::new(store.clone(), SubjectsProjection);
+        let subjects = Projector::new(store.clone(), SubjectsProjection::new(phones()));
         let directory = Projector::new(store.clone(), DirectoryProjection);
         let alarms = Projector::new(store.clone(), AlarmsProjection);
         notifications.prepare().await.expect("prepare");
@@ -73,7 +79,7 @@ impl World {
             .await
             .expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("address"));
-        let app = router(QueryState::new(store.clone(), verifier));
+        let app = router(QueryState::new(store.clone(), verifier, phones()));
         tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
         World {
             store,
@@ -578,7 +584,7 @@ async fn every_projection_rebuilds_to_its_live_tables(pool: PgPool) {
     .await
     .expect("notifications");
     rebuild(
-        &Projector::new(store.clone(), SubjectsProjection),
+        &Projector::new(store.clone(), SubjectsProjection::new(phones())),
         |_, _| {},
     )
     .await
