@@ -1,6 +1,7 @@
 //! The machine-readable contracts kept under `schemas/`: the OpenAPI document, a JSON Schema
 //! per command body, and a JSON Schema per stored event type and schema version. All are
-//! generated from the code; a test fails when the files and the code drift apart.
+//! generated from the code, except the schemas of earlier event versions, which are kept as
+//! they were committed; a test fails when the files and the code drift apart.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -37,19 +38,37 @@ pub fn documents() -> BTreeMap<String, Value> {
             standalone(&body, schema, &components),
         );
     }
-    let events = [
-        NotificationEvent::payload_schemas(),
-        SubjectEvent::payload_schemas(),
-        TemplateEvent::payload_schemas(),
-        AlarmEvent::payload_schemas(),
-        CustodianEvent::payload_schemas(),
-    ];
-    for event in events.into_iter().flatten() {
+    for event in event_payloads() {
         let (name, document) = event_document(event);
         documents.insert(name, document);
     }
     documents.insert("openapi.json".to_owned(), openapi);
     documents
+}
+
+/// The schema files of every earlier version of every event type (`events/<Type>.v<N>.json`
+/// for N below the current version). The code no longer generates them, but they stay in
+/// `schemas/` unchanged: they document the shapes stored in the log, which the upcasters read.
+pub fn historical_event_documents() -> BTreeSet<String> {
+    event_payloads()
+        .flat_map(|event| {
+            (1..event.schema_version)
+                .map(move |version| format!("events/{}.v{version}.json", event.event_type))
+        })
+        .collect()
+}
+
+/// The current payload schema of every event type of every aggregate.
+fn event_payloads() -> impl Iterator<Item = PayloadSchema> {
+    [
+        NotificationEvent::payload_schemas(),
+        SubjectEvent::payload_schemas(),
+        TemplateEvent::payload_schemas(),
+        AlarmEvent::payload_schemas(),
+        CustodianEvent::payload_schemas(),
+    ]
+    .into_iter()
+    .flatten()
 }
 
 /// The names of the schemas used as request bodies.

@@ -30,6 +30,7 @@
 mod command;
 mod event;
 mod status;
+mod upcast;
 
 use chrono::{DateTime, Utc};
 
@@ -185,7 +186,7 @@ impl Notification {
                 },
             ))?;
         Ok(NotificationEvent::RetryScheduled(RetryScheduled {
-            attempt,
+            next_attempt: attempt,
             not_before,
             at,
         }))

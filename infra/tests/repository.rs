@@ -4,10 +4,11 @@
 use std::collections::BTreeSet;
 
 use chrono::Utc;
+use keryu_domain::notification::NotificationEvent;
 use keryu_domain::subject::{Subject, SubjectCommand, SubjectEvent};
 use keryu_domain::{Aggregate, CustodianId, DomainError, DomainEvent, SubjectId};
 use keryu_infra::event_store::{
-    CodecError, EventMetadata, EventStore, ExpectedVersion, NewEvent, StreamName,
+    CodecError, EventMetadata, EventStore, ExpectedVersion, NewEvent, Position, StreamName,
 };
 use keryu_infra::personal_data::MasterKey;
 use keryu_infra::postgres::PgEventStore;
@@ -200,7 +201,9 @@ async fn an_unknown_schema_version_is_not_silently_misread(pool: PgPool) {
     let events = Subject::default().decide(register(id)).expect("decide");
     let mut future = NewEvent::from_domain(Uuid::now_v7(), &events[0], metadata()).expect("encode");
     assert_eq!(future.event_type, events[0].event_type());
-    future.schema_version = 2;
+    // One version past what this build writes: a later Keryu wrote it.
+    let current = events[0].schema_version();
+    future.schema_version = current + 1;
     store
         .append(&stream, ExpectedVersion::NoStream, vec![future])
         .await
@@ -211,13 +214,55 @@ async fn an_unknown_schema_version_is_not_silently_misread(pool: PgPool) {
     assert!(
         matches!(
             decoded,
-            Err(CodecError::UnsupportedSchemaVersion {
-                stored: 2,
-                current: 1,
-                ..
-            })
+            Err(CodecError::UnsupportedSchemaVersion { stored, current: read, .. })
+                if stored == current + 1 && read == current
         ),
         "{decoded:?}"
     );
     assert!(repository::load::<Subject>(&store, &stream).await.is_err());
+}
+
+/// A `RetryScheduled` row as Keryu wrote it before version 2 (literal v1 JSON, inserted with
+/// plain SQL) decodes into today's event, while the recorded row stays as stored.
+#[sqlx::test(migrator = "keryu_infra::postgres::MIGRATOR")]
+async fn an_older_schema_version_is_upcast_on_read_and_never_rewritten(pool: PgPool) {
+    let v1 = serde_json::json!({
+        "attempt": 2,
+        "not_before": "2024-05-01T10:00:03Z",
+        "at": "2024-05-01T10:00:02Z"
+    });
+    sqlx::query(
+        "INSERT INTO events (stream_name, stream_version, event_id, event_type, \
+         schema_version, data, metadata) VALUES ($1, 0, $2, 'RetryScheduled', 1, $3, $4)",
+    )
+    .bind(format!("notification-{}", Uuid::now_v7()))
+    .bind(Uuid::now_v7())
+    .bind(&v1)
+    .bind(serde_json::json!({ "correlation_id": Uuid::now_v7() }))
+    .execute(&pool)
+    .await
+    .expect("insert a v1 row");
+    let store = PgEventStore::new(pool);
+
+    let recorded = store.read_all(Position::START, 10).await.expect("read");
+    let event = recorded[0]
+        .to_domain::<NotificationEvent>()
+        .expect("upcast");
+    let NotificationEvent::RetryScheduled(retry) = &event else {
+        panic!("not a retry: {event:?}");
+    };
+    assert_eq!(retry.next_attempt, 2);
+    assert_eq!((recorded[0].schema_version, &recorded[0].data), (1, &v1));
+    assert_eq!(event.schema_version(), 2, "written today as version 2");
+
+    let mut future = recorded[0].clone();
+    future.schema_version = 3;
+    assert!(matches!(
+        future.to_domain::<NotificationEvent>(),
+        Err(CodecError::UnsupportedSchemaVersion {
+            stored: 3,
+            current: 2,
+            ..
+        })
+    ));
 }

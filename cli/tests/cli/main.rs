@@ -6,3 +6,4 @@ mod migrate;
 mod ops;
 mod serve;
 mod support;
+mod upcast;

@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::command::{FailureKind, NotificationContent};
+use super::upcast;
 use crate::event::event_enum;
 use crate::{
     AlarmId, ContainsPersonalData, DataOwner, NotificationId, Personal, PersonalData, PhoneNumber,
@@ -106,11 +107,16 @@ pub struct DeliveryAttemptFailed {
 }
 
 /// Payload of [`NotificationEvent::RetryScheduled`].
+///
+/// Schema version 2. Version 1 named `next_attempt` plain `attempt`, which in every other attempt
+/// event names an attempt that happened: appended with the failure of attempt 1, the retry read
+/// as an event about attempt 2, which had not happened and might never (a cancellation).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RetryScheduled {
-    /// The attempt that will be made.
-    pub attempt: u32,
+    /// The attempt that will be made when the retry is due: the failed attempt's number plus
+    /// one.
+    pub next_attempt: u32,
     /// Not before this time.
     pub not_before: DateTime<Utc>,
     /// When.
@@ -199,7 +205,7 @@ event_enum! {
         /// An attempt's outcome is unknown (its dispatcher vanished).
         DeliveryOutcomeUnknown(AttemptEvent),
         /// Another attempt will be made later.
-        RetryScheduled(RetryScheduled),
+        RetryScheduled(RetryScheduled) = 2 via [upcast::retry_scheduled_v1],
         /// No further attempt will be made (until a manual retry).
         NotificationFailed(NotificationFailed),
         /// The provider reports it reached the handset.

@@ -86,9 +86,9 @@ fn failed(reason: FailureReason) -> NotificationEvent {
     NotificationEvent::NotificationFailed(NotificationFailed { reason, at: at() })
 }
 
-fn retry_scheduled(attempt: u32, delay_ms: i64) -> NotificationEvent {
+fn retry_scheduled(next_attempt: u32, delay_ms: i64) -> NotificationEvent {
     NotificationEvent::RetryScheduled(RetryScheduled {
-        attempt,
+        next_attempt,
         not_before: at() + Duration::milliseconds(delay_ms),
         at: at(),
     })
@@ -729,6 +729,15 @@ fn every_event_has_its_stable_stored_form() {
     }
     let names: Vec<&str> = events.iter().map(DomainEvent::event_type).collect();
     assert_eq!(names, NotificationEvent::EVENT_TYPES);
+    // Versions only go up, one upcaster each: RetryScheduled renamed a field in version 2.
+    for event in &events {
+        let expected = if event.event_type() == "RetryScheduled" {
+            2
+        } else {
+            1
+        };
+        assert_eq!(event.schema_version(), expected, "{}", event.event_type());
+    }
     // The stored names, spelled out: renaming a variant must not rename stored events.
     assert_eq!(
         NotificationEvent::EVENT_TYPES,

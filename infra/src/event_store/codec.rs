@@ -2,7 +2,8 @@
 //! payload to `data`, and the shape's version to `schema_version`.
 //!
 //! Domain event enums serialise adjacently tagged (`{"type": …, "data": …}`), so the split is
-//! mechanical and the JSON in `data` is exactly the payload struct's serde form.
+//! mechanical and the JSON in `data` is exactly the payload struct's serde form at the version
+//! this build writes. Reading applies the domain's upcasters first, so older shapes decode too.
 
 use keryu_domain::DomainEvent;
 use serde_json::{Map, Value};
@@ -29,7 +30,8 @@ pub enum CodecError {
         /// The event type involved.
         event_type: String,
     },
-    /// The stored shape is older or newer than this build understands and no upcaster covers it.
+    /// No upcaster chain leads from the stored shape to the one this build reads: a newer Keryu
+    /// wrote it (or the version is not one at all).
     #[error(
         "event {event_type} is stored with schema version {stored}, this build reads {current}"
     )]
@@ -83,24 +85,28 @@ impl NewEvent {
 }
 
 impl RecordedEvent {
-    /// Decodes the stored event into the domain's event type `E`.
+    /// Decodes the stored event into the domain's event type `E`, first bringing a payload
+    /// stored in an older schema version to the current shape with `E`'s upcasters (see
+    /// [`keryu_domain::event`]). Only the decoded value is upcast: `self` — its `data` and
+    /// `schema_version` — stays exactly as stored, because the log is immutable and
+    /// hash-chained.
     ///
     /// # Errors
-    /// [`CodecError`] when the type is unknown to `E`, the payload does not match it, or it was
-    /// stored with a schema version this build does not read.
+    /// [`CodecError::UnsupportedSchemaVersion`] when no upcaster chain leads from the stored
+    /// version to this build's (a newer Keryu wrote it); [`CodecError::Json`] when the type is
+    /// unknown to `E` or the payload does not match it.
     pub fn to_domain<E: DomainEvent>(&self) -> Result<E, CodecError> {
-        let tagged = serde_json::json!({ "type": self.event_type, "data": self.data });
-        let event: E = serde_json::from_value(tagged).map_err(|source| CodecError::Json {
+        let data = E::upcast(&self.event_type, self.schema_version, self.data.clone()).map_err(
+            |unsupported| CodecError::UnsupportedSchemaVersion {
+                event_type: self.event_type.clone(),
+                stored: unsupported.stored,
+                current: unsupported.current,
+            },
+        )?;
+        let tagged = serde_json::json!({ "type": self.event_type, "data": data });
+        serde_json::from_value(tagged).map_err(|source| CodecError::Json {
             event_type: self.event_type.clone(),
             source,
-        })?;
-        if event.schema_version() != self.schema_version {
-            return Err(CodecError::UnsupportedSchemaVersion {
-                event_type: self.event_type.clone(),
-                stored: self.schema_version,
-                current: event.schema_version(),
-            });
-        }
-        Ok(event)
+        })
     }
 }
