@@ -604,7 +604,10 @@ mod tests {
             ("KERYU_HTTP_ADDR", "0.0.0.0:9000"),
             ("KERYU_JWT_SECRET", "a-real-secret"),
             ("KERYU_DEFAULT_MAX_ATTEMPTS", "5"),
-            ("KERYU_MASTER_KEY", "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="),
+            (
+                "KERYU_MASTER_KEY",
+                "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+            ),
             ("KERYU_PHONE_PEPPER", "a-real-pepper"),
         ])
         .expect("valid values");

@@ -242,7 +242,7 @@ async fn an_older_schema_version_is_upcast_on_read_and_never_rewritten(pool: PgP
     .execute(&pool)
     .await
     .expect("insert a v1 row");
-    let store = PgEventStore::new(pool);
+    let store = PgEventStore::new(pool, MasterKey::development());
 
     let recorded = store.read_all(Position::START, 10).await.expect("read");
     let event = recorded[0]

@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use keryu_domain::NotificationId;
 use keryu_domain::notification::{Notification, NotificationStatus};
 use keryu_infra::event_store::StreamName;
+use keryu_infra::personal_data::MasterKey;
 use keryu_infra::postgres::PgEventStore;
 use keryu_infra::repository;
 use serde_json::{Value, json};
@@ -191,7 +192,7 @@ async fn a_log_written_by_v1_rebuilds_and_loads_through_the_upcasters() {
     );
 
     // The aggregate folds the same v1 stream: commands decide against the upcast history.
-    let store = PgEventStore::new(pool.clone());
+    let store = PgEventStore::new(pool.clone(), MasterKey::development());
     let id = NotificationId(WAITING.parse().expect("uuid"));
     let stream = StreamName::of::<Notification>(id).expect("stream");
     let loaded = repository::load::<Notification>(&store, &stream)
