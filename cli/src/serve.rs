@@ -196,9 +196,7 @@ fn spawn_followers(
 
     let jetstream = jetstream::new(client);
     let nats_config = config.nats.clone();
-    // JetStream keeps what it is sent for days, beyond the reach of erasure: it gets personal
-    // data sealed, as the log stores it (dispatchers read the notification from the log).
-    let store = store.sealed();
+    let store = store.clone();
     let stop = stop.clone();
     tasks.spawn(async move {
         // NATS may be down at start: commands are accepted meanwhile, and the relay catches up.
@@ -207,7 +205,8 @@ fn spawn_followers(
         })
         .await;
         if ensured.is_some() {
-            Reactor::new(store, Relay::new(jetstream, &nats_config))
+            Relay::new(jetstream, &nats_config)
+                .following(&store)
                 .run(stop.signalled())
                 .await;
         }

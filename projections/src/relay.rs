@@ -5,13 +5,17 @@
 //! NATS returns. A batch is published whole (acks awaited together, which is what makes the
 //! relay fast) before the checkpoint moves; a crash in between republishes the batch, and
 //! JetStream drops the copies by their `Nats-Msg-Id` (the event id) within its duplicate window.
+//!
+//! Personal data leaves sealed, as the log stores it ([`Relay::following`]): JetStream keeps
+//! messages for days, out of erasure's reach, and no consumer needs more than the headers.
 
 use async_nats::jetstream;
 use keryu_infra::config::NatsConfig;
 use keryu_infra::event_store::RecordedEvent;
 use keryu_infra::nats::{headers_of, subject_of};
+use keryu_infra::postgres::PgEventStore;
 
-use crate::reaction::{Reaction, ReactionError};
+use crate::reaction::{Reaction, ReactionError, Reactor};
 
 /// Publishes the log to JetStream.
 pub struct Relay {
@@ -26,6 +30,11 @@ impl Relay {
             jetstream,
             subject_prefix: config.subject_prefix.clone(),
         }
+    }
+
+    /// The relay following `store`'s log with personal data sealed.
+    pub fn following(self, store: &PgEventStore) -> Reactor<Relay> {
+        Reactor::new(store.sealed(), self)
     }
 }
 

@@ -16,7 +16,7 @@ use keryu_infra::nats;
 use keryu_infra::personal_data::MasterKey;
 use keryu_infra::postgres::PgEventStore;
 use keryu_infra::repository;
-use keryu_projections::reaction::{Reaction, Reactor};
+use keryu_projections::reaction::Reaction;
 use keryu_projections::relay::Relay;
 use sqlx::PgPool;
 use tokio::sync::watch;
@@ -194,7 +194,7 @@ async fn while_nats_is_down_commands_are_accepted_and_the_backlog_drains_later(p
     nats::ensure_stream(&jetstream, &config)
         .await
         .expect("stream");
-    let reactor = Reactor::new(store.clone(), Relay::new(jetstream.clone(), &config));
+    let reactor = Relay::new(jetstream.clone(), &config).following(&store);
     let (stop, stopped) = watch::channel(false);
     let relay = tokio::spawn(async move {
         let mut stopped = stopped;
@@ -218,6 +218,15 @@ async fn while_nats_is_down_commands_are_accepted_and_the_backlog_drains_later(p
 
     let _ = stop.send(true);
     relay.await.expect("the relay stops cleanly");
+    // What JetStream keeps for days holds no number and no text in clear.
+    let stream = jetstream
+        .get_stream(&config.stream)
+        .await
+        .expect("stream");
+    let created = stream.get_raw_message(1).await.expect("first message");
+    let payload = String::from_utf8_lossy(&created.payload);
+    assert!(payload.contains("$personal"), "{payload}");
+    assert!(!payload.contains("4155238886") && !payload.contains("Hola"), "{payload}");
     let checkpoint: i64 =
         sqlx::query_scalar("SELECT position FROM process_checkpoints WHERE name = 'outbox_relay'")
             .fetch_one(store.pool())

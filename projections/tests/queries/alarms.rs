@@ -39,7 +39,7 @@ impl World {
         self.alarm_command(id, acknowledge).await;
     }
 
-    async fn alarm_command(&self, id: AlarmId, command: AlarmCommand) {
+    pub(super) async fn alarm_command(&self, id: AlarmId, command: AlarmCommand) {
         let stream = StreamName::of::<Alarm>(id).expect("stream");
         repository::execute::<Alarm>(&self.store, &stream, command, &EventMetadata::default(), 3)
             .await

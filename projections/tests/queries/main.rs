@@ -3,6 +3,7 @@
 mod alarms;
 mod events;
 mod openapi;
+mod privacy;
 
 use std::collections::{BTreeSet, HashSet};
 use std::time::Duration;
@@ -544,6 +545,10 @@ async fn every_projection_rebuilds_to_its_live_tables(pool: PgPool) {
         if n % 2 == 1 {
             world.acknowledge(alarm).await;
         }
+        // An erased subject must stay erased through a rebuild (its key is gone for good).
+        if n == 2 {
+            world.erase(subject).await;
+        }
     }
     let admin = world.token(Role::Admin, "admin");
     world.settled(&admin).await;
@@ -610,6 +615,10 @@ async fn every_projection_rebuilds_to_its_live_tables(pool: PgPool) {
             .iter()
             .any(|row| row.starts_with("alarm_notifications: ")),
         "the workload caused notifications"
+    );
+    assert!(
+        live[1].iter().any(|row| row.contains(r#""erased": true"#)),
+        "the workload erased a subject"
     );
     assert_eq!(rebuilt, live);
 }
