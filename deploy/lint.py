@@ -56,7 +56,13 @@ STANDARD_KEYS = {
     "KERYU_LOG_FORMAT",
 }
 # Keys that hold secrets: they belong in the Kubernetes Secret, never in the ConfigMap.
-SECRET_KEYS = {"DATABASE_URL", "KERYU_JWT_SECRET", "TWILIO_AUTH_TOKEN"}
+SECRET_KEYS = {
+    "DATABASE_URL",
+    "KERYU_JWT_SECRET",
+    "KERYU_MASTER_KEY",
+    "KERYU_PHONE_PEPPER",
+    "TWILIO_AUTH_TOKEN",
+}
 # Roles that run until SIGTERM and serve /healthz and /readyz on KERYU_HTTP_ADDR.
 LONG_RUNNING = {"serve", "command-api", "projector", "dispatcher"}
 GLOBAL_FLAGS = {"--help", "-h", "--version", "-V"}

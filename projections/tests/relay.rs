@@ -219,14 +219,14 @@ async fn while_nats_is_down_commands_are_accepted_and_the_backlog_drains_later(p
     let _ = stop.send(true);
     relay.await.expect("the relay stops cleanly");
     // What JetStream keeps for days holds no number and no text in clear.
-    let stream = jetstream
-        .get_stream(&config.stream)
-        .await
-        .expect("stream");
+    let stream = jetstream.get_stream(&config.stream).await.expect("stream");
     let created = stream.get_raw_message(1).await.expect("first message");
     let payload = String::from_utf8_lossy(&created.payload);
     assert!(payload.contains("$personal"), "{payload}");
-    assert!(!payload.contains("4155238886") && !payload.contains("Hola"), "{payload}");
+    assert!(
+        !payload.contains("4155238886") && !payload.contains("Hola"),
+        "{payload}"
+    );
     let checkpoint: i64 =
         sqlx::query_scalar("SELECT position FROM process_checkpoints WHERE name = 'outbox_relay'")
             .fetch_one(store.pool())

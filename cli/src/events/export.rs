@@ -1,4 +1,8 @@
-//! `keryu events export [--from POS] [--to POS] > log.ndjson`.
+//! `keryu events export [--from POS] [--to POS] [--sealed] > log.ndjson`.
+//!
+//! By default personal data is exported readable (as `GET /api/events` shows it): the file is
+//! then personal data itself, and outlives any erasure. `--sealed` exports it as stored,
+//! encrypted per person, for archives that must stay erasable.
 
 use anyhow::{Context, bail};
 use clap::Args;
@@ -19,6 +23,10 @@ pub struct ExportArgs {
     /// starts, so the export ends even while the log grows).
     #[arg(long, value_name = "POS")]
     to: Option<u64>,
+    /// Export personal data as stored, sealed with each person's key (an erasure then
+    /// reaches the archive too), instead of readable.
+    #[arg(long)]
+    sealed: bool,
 }
 
 /// Streams the range to stdout page by page: the log is never held in memory.
@@ -34,7 +42,12 @@ pub async fn run(store: &PgEventStore, args: &ExportArgs) -> anyhow::Result<()> 
         .context("could not read the head of the log")?;
     let after = Position(args.from.map_or(0, |from| from.saturating_sub(1)));
     let end = args.to.map_or(head, |to| Position(to).min(head));
-    let mut range = LogRange::new(store.clone(), after, end, None);
+    let store = if args.sealed {
+        store.sealed()
+    } else {
+        store.clone()
+    };
+    let mut range = LogRange::new(store, after, end, None);
     let mut progress = Progress::new("export", after, end);
     let mut exported = 0;
     while let Some(page) = range

@@ -12,7 +12,7 @@ use keryu_projections::queries::events::EventView;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-use crate::support::{Deployment, Running, keryu, stderr};
+use crate::support::{Deployment, MASTER_KEY, Running, keryu, stderr};
 use keryu_infra::personal_data::MasterKey;
 
 impl Deployment {
@@ -21,7 +21,7 @@ impl Deployment {
         let pool = PgPool::connect(&self.database.url())
             .await
             .expect("connect");
-        PgEventStore::new(pool, MasterKey::development())
+        PgEventStore::new(pool, MasterKey::from_base64(MASTER_KEY).expect("valid key"))
     }
 
     /// Runs `keryu <args>` with this deployment's configuration; fails the test on failure.
@@ -125,6 +125,15 @@ async fn an_export_is_the_log_line_for_line_and_matches_the_api_stream() {
         .collect();
     let backwards = keryu(&["events", "export", "--from", &to, "--to", &from], &env);
     assert!(!backwards.status.success());
+
+    // Readable by default; --sealed keeps personal data as the log stores it.
+    let readable = String::from_utf8_lossy(&exported.stdout);
+    assert!(readable.contains("+15551170001") && readable.contains("Hola Ana"));
+    let sealed = deployment.keryu_ok(&["events", "export", "--to", &head.to_string(), "--sealed"]);
+    let sealed_text = String::from_utf8_lossy(&sealed.stdout);
+    assert_eq!(lines(&sealed.stdout).len(), log.len());
+    assert!(sealed_text.contains("$personal"));
+    assert!(!sealed_text.contains("15551170001") && !sealed_text.contains("Hola Ana"));
     deployment.stop().await;
 }
 

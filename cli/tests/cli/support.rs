@@ -72,6 +72,9 @@ pub const SIM_ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
 /// The simulator's auth token (signs its callbacks).
 pub const SIM_AUTH_TOKEN: &str = "sim-test-auth-token";
 const JWT_SECRET: &str = "a-test-secret-that-is-long-enough";
+/// The deployments' master key: not the development one, so a process that ignored the
+/// configuration could not read what the others wrote.
+pub const MASTER_KEY: &str = "dGVzdC1tYXN0ZXIta2V5LW9mLXRoZS1jbGktdGVzdHM=";
 
 /// A child process killed when dropped (tests that fail must not leave servers behind).
 pub struct Running(pub std::process::Child);
@@ -124,6 +127,8 @@ impl Deployment {
         let mut env: Vec<(String, String)> = [
             ("DATABASE_URL", database.url()),
             ("KERYU_JWT_SECRET", JWT_SECRET.to_owned()),
+            ("KERYU_MASTER_KEY", MASTER_KEY.to_owned()),
+            ("KERYU_PHONE_PEPPER", "a-test-pepper".to_owned()),
             ("KERYU_HTTP_ADDR", http.clone()),
             ("PUBLIC_BASE_URL", base.clone()),
             ("TWILIO_ACCOUNT_SID", SIM_ACCOUNT_SID.to_owned()),

@@ -2,8 +2,8 @@
 //! personal once they are erased, live or rebuilt.
 
 use chrono::Utc;
-use keryu_domain::subject::{Subject, SubjectCommand};
 use keryu_domain::alarm::{AlarmCommand, Location, Situation};
+use keryu_domain::subject::{Subject, SubjectCommand};
 use keryu_domain::{AlarmId, Role, SubjectId};
 use keryu_infra::event_store::{EventMetadata, StreamName};
 use keryu_infra::repository;
@@ -21,7 +21,11 @@ impl World {
         repository::execute::<Subject>(&self.store, &stream, erase, &EventMetadata::default(), 3)
             .await
             .expect("erase");
-        self.store.vault().erase(id.0).await.expect("destroy the key");
+        self.store
+            .vault()
+            .erase(id.0)
+            .await
+            .expect("destroy the key");
     }
 }
 
@@ -32,10 +36,14 @@ async fn subjects_are_found_by_number_through_its_fingerprint_only(pool: PgPool)
     let found = world.subject(&[]).await;
     world.settled(&admin).await;
 
-    let (status, _, page) = world.get("/api/subjects?phone=%2B14155238886", &admin).await;
+    let (status, _, page) = world
+        .get("/api/subjects?phone=%2B14155238886", &admin)
+        .await;
     assert_eq!(status, 200, "{page}");
     assert_eq!(ids(&page), [found.0.to_string()]);
-    let (_, _, page) = world.get("/api/subjects?phone=%2B14155238887", &admin).await;
+    let (_, _, page) = world
+        .get("/api/subjects?phone=%2B14155238887", &admin)
+        .await;
     assert!(ids(&page).is_empty(), "{page}");
     let (status, _, problem) = world.get("/api/subjects?phone=12345", &admin).await;
     assert_eq!(status, 422, "{problem}");
@@ -80,19 +88,29 @@ async fn an_erased_subject_shows_nothing_personal_on_any_read_model(pool: PgPool
     let kept = world.subject(&[]).await;
     world.settled(&admin).await;
     let (_, _, view) = world.get(&format!("/api/alarms/{}", alarm.0), &admin).await;
-    assert_eq!(view["location"]["latitude"], 40.4168, "before the erasure: {view}");
+    assert_eq!(
+        view["location"]["latitude"], 40.4168,
+        "before the erasure: {view}"
+    );
     world.erase(subject).await;
     world.settled(&admin).await;
 
-    let (status, _, view) = world.get(&format!("/api/subjects/{}", subject.0), &admin).await;
+    let (status, _, view) = world
+        .get(&format!("/api/subjects/{}", subject.0), &admin)
+        .await;
     assert_eq!(status, 200, "{view}");
     assert_eq!(view["erased"], true);
     assert_eq!(view["active"], false);
     for field in ["name", "phone", "preferences"] {
         assert_eq!(view[field], Value::Null, "{field}: {view}");
     }
-    let (_, _, view) = world.get(&format!("/api/subjects/{}", kept.0), &admin).await;
-    assert_eq!((&view["erased"], &view["name"]), (&Value::Bool(false), &Value::from("Ana")));
+    let (_, _, view) = world
+        .get(&format!("/api/subjects/{}", kept.0), &admin)
+        .await;
+    assert_eq!(
+        (&view["erased"], &view["name"]),
+        (&Value::Bool(false), &Value::from("Ana"))
+    );
 
     let (_, _, view) = world
         .get(&format!("/api/notifications/{}", notification.0), &admin)
@@ -102,6 +120,12 @@ async fn an_erased_subject_shows_nothing_personal_on_any_read_model(pool: PgPool
     let (_, _, view) = world.get(&format!("/api/alarms/{}", alarm.0), &admin).await;
     assert_eq!(view["notifications"][0]["recipient"], Value::Null, "{view}");
     assert_eq!(view["location"], Value::Null, "{view}");
-    let (_, _, page) = world.get("/api/subjects?phone=%2B14155238886", &admin).await;
-    assert_eq!(ids(&page), [kept.0.to_string()], "the erased subject is not found by number");
+    let (_, _, page) = world
+        .get("/api/subjects?phone=%2B14155238886", &admin)
+        .await;
+    assert_eq!(
+        ids(&page),
+        [kept.0.to_string()],
+        "the erased subject is not found by number"
+    );
 }
