@@ -12,6 +12,7 @@ const FIRST_PHONE: &str = "+34611222333";
 const SECOND_PHONE: &str = "+34699888777";
 const PREFERENCE: &str = "quiet after nine";
 const BODY: &str = "Hola Ana, your appointment is tomorrow at ten";
+const CUSTODIAN_PHONE: &str = "+34677000111";
 
 /// Every row of every column of the events table as PostgreSQL prints it: what a database dump
 /// or a curious DBA sees.
@@ -61,6 +62,15 @@ async fn numbers_and_texts_are_sealed_in_the_log_and_erasure_forgets_them(pool: 
     .await
     .expect(202);
 
+    api.post(
+        "/api/custodians",
+        &admin,
+        json!({ "email": "carla@example.org", "name": "Carla", "role": "custodian",
+                "password": "correct horse battery", "phone": CUSTODIAN_PHONE }),
+    )
+    .await
+    .expect(201);
+
     let dump = raw_dump(&pool).await;
     assert!(dump.contains("SubjectRegistered") && dump.contains("$personal"));
     for secret in [
@@ -70,6 +80,7 @@ async fn numbers_and_texts_are_sealed_in_the_log_and_erasure_forgets_them(pool: 
         PREFERENCE,
         BODY,
         "34611222333",
+        CUSTODIAN_PHONE,
     ] {
         assert!(!dump.contains(secret), "{secret} is in clear in the log");
     }
@@ -82,6 +93,10 @@ async fn numbers_and_texts_are_sealed_in_the_log_and_erasure_forgets_them(pool: 
     let created = data_of(&events, "NotificationCreated");
     assert_eq!(created["recipient"], SECOND_PHONE);
     assert_eq!(created["content"]["body"], BODY);
+    assert_eq!(
+        data_of(&events, "CustodianCreated")["phone"],
+        CUSTODIAN_PHONE
+    );
 
     let erase = format!("/api/subjects/{subject}/erase");
     api.post(&erase, &integrator, json!({}))
@@ -116,6 +131,11 @@ async fn numbers_and_texts_are_sealed_in_the_log_and_erasure_forgets_them(pool: 
         (&Value::Null, &Value::Null)
     );
     assert_eq!(created["subject_id"], subject.as_str());
+    // Another person's data is theirs: the subject's erasure does not reach it.
+    assert_eq!(
+        data_of(&events, "CustodianCreated")["phone"],
+        CUSTODIAN_PHONE
+    );
 
     // The log itself did not change: every link of the chain still holds.
     let report = verify_chain(&pool, |_, _| {}).await.expect("verify");
