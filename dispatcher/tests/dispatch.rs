@@ -186,6 +186,36 @@ async fn a_queued_notification_is_claimed_sent_and_recorded_once(pool: PgPool) {
 }
 
 #[sqlx::test(migrator = "keryu_infra::postgres::MIGRATOR")]
+async fn a_queued_notification_of_an_erased_subject_is_cancelled_not_sent(pool: PgPool) {
+    let setup = setup(pool, quiet_simulator()).await;
+    let id = create(&setup.store, "+15551230009", text("Hola")).await;
+    let subject = state(&setup.store, id)
+        .await
+        .created
+        .expect("created")
+        .subject_id;
+    setup
+        .store
+        .vault()
+        .erase(subject.0)
+        .await
+        .expect("destroy the subject's key");
+
+    let outcome = setup
+        .dispatcher
+        .dispatch(id, &cause())
+        .await
+        .expect("dispatch");
+    assert_eq!(outcome, Dispatched::Skipped);
+    let after = state(&setup.store, id).await;
+    assert_eq!(after.status, NotificationStatus::Cancelled);
+    assert!(
+        sim_messages(&setup.sim).await.is_empty(),
+        "nothing reaches Twilio"
+    );
+}
+
+#[sqlx::test(migrator = "keryu_infra::postgres::MIGRATOR")]
 async fn of_two_dispatchers_holding_one_message_only_one_sends(pool: PgPool) {
     let setup = setup(pool, quiet_simulator()).await;
     let other = setup.dispatcher.clone();
