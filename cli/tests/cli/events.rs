@@ -232,6 +232,28 @@ async fn replay_shows_the_state_as_of_a_position_or_a_time() {
         &env,
     );
     assert!(!refused.status.success());
+    // After an erasure even a replay of a point before it shows nothing personal.
+    let erased = deployment
+        .client
+        .post(format!("{}/api/subjects/{subject}/erase", deployment.base))
+        .bearer_auth(&deployment.admin)
+        .send()
+        .await
+        .expect("POST erase");
+    assert_eq!(erased.status(), 200);
+    let person = deployment.replay(&[
+        "--until",
+        &queued,
+        "--stream",
+        &format!("subject-{subject}"),
+    ]);
+    assert_eq!(
+        (&person["state"]["name"], &person["state"]["phone"]),
+        (&json!(""), &Value::Null),
+        "{person}"
+    );
+    let now = deployment.replay(&["--until", "999999999", "--stream", &stream]);
+    assert!(!now.to_string().contains("15551170002"), "{now}");
     deployment.stop().await;
 }
 
