@@ -3,6 +3,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, Nonce, RandomizedNonceKey};
 use base64::Engine;
@@ -17,8 +18,13 @@ use crate::event_store::{NewEvent, RecordedEvent, StreamName};
 const KEY_BYTES: usize = 32;
 /// Bytes of an AES-GCM nonce, stored in front of each ciphertext.
 const NONCE_BYTES: usize = 12;
-/// Most unwrapped data keys a process keeps for sealing; past it the cache starts over.
-const SEALING_CACHE_CAPACITY: usize = 10_000;
+/// Most data keys a process keeps unwrapped; past it the cache starts over.
+const KEY_CACHE_CAPACITY: usize = 10_000;
+/// How long a process keeps opening personal data with a key it read, without asking the
+/// database again: another process's erasure shows in this one's reads of the log after at
+/// most this long. Read models and aggregates do not wait for it: the erasure event itself
+/// clears them.
+const OPENING_KEY_TTL: Duration = Duration::from_secs(30);
 
 /// The master key used when none is configured: public, so fine on a laptop and fatal in
 /// production (`Config::warnings` says so). Base64 of 32 bytes.
@@ -148,10 +154,28 @@ fn decrypt(key: &RandomizedNonceKey, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8
 pub struct Vault {
     master: MasterKey,
     pool: PgPool,
-    /// Data keys already used for sealing. Only sealing trusts this cache: a key destroyed
-    /// meanwhile by another process merely seals a little more data nobody can read back.
-    /// Opening always asks the database, so an erasure takes effect on the next read.
-    sealing_keys: Arc<Mutex<HashMap<Uuid, DataKey>>>,
+    /// Data keys read or created, by owner. Sealing trusts an entry whatever its age (a key
+    /// destroyed meanwhile by another process merely seals a little more data nobody can read
+    /// back); opening trusts it for [`OPENING_KEY_TTL`], and an erasure for ever.
+    keys: Arc<Mutex<HashMap<Uuid, CachedKey>>>,
+}
+
+/// A data key as last read: `None` once destroyed.
+#[derive(Clone)]
+struct CachedKey {
+    key: Option<DataKey>,
+    read_at: Instant,
+}
+
+impl CachedKey {
+    /// The key, or `None` when erased, if opening may still rely on this entry.
+    fn for_opening(&self) -> Option<Option<DataKey>> {
+        match &self.key {
+            None => Some(None),
+            Some(key) if self.read_at.elapsed() < OPENING_KEY_TTL => Some(Some(key.clone())),
+            Some(_) => None,
+        }
+    }
 }
 
 impl fmt::Debug for Vault {
@@ -166,7 +190,7 @@ impl Vault {
         Vault {
             master,
             pool,
-            sealing_keys: Arc::new(Mutex::new(HashMap::new())),
+            keys: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
@@ -197,7 +221,8 @@ impl Vault {
     }
 
     /// Puts the personal fields back into each event that has an envelope, as `null` where the
-    /// owner was erased. One query for the whole page, whatever the number of owners.
+    /// owner was erased. At most one query for the whole page, for the owners whose key this
+    /// process has not read in the last [`OPENING_KEY_TTL`].
     ///
     /// # Errors
     /// When the database fails, a data key does not unwrap or an envelope does not open (the
@@ -210,18 +235,33 @@ impl Vault {
         if owners.is_empty() {
             return Ok(());
         }
-        let owners: Vec<Uuid> = owners.into_iter().collect();
-        let rows: Vec<(Uuid, Option<Vec<u8>>)> =
-            sqlx::query_as("SELECT owner_id, wrapped_key FROM data_keys WHERE owner_id = ANY($1)")
-                .bind(&owners)
-                .fetch_all(&self.pool)
-                .await?;
-        let mut keys: HashMap<Uuid, Option<DataKey>> = HashMap::with_capacity(rows.len());
-        for (owner, wrapped) in rows {
-            let key = wrapped
-                .map(|wrapped| self.master.unwrap_data_key(owner, &wrapped))
-                .transpose()?;
-            keys.insert(owner, key);
+        let mut keys: HashMap<Uuid, Option<DataKey>> = HashMap::with_capacity(owners.len());
+        let mut unknown = Vec::new();
+        {
+            let cache = self.cache();
+            for owner in owners {
+                match cache.get(&owner).and_then(CachedKey::for_opening) {
+                    Some(key) => {
+                        keys.insert(owner, key);
+                    }
+                    None => unknown.push(owner),
+                }
+            }
+        }
+        if !unknown.is_empty() {
+            let rows: Vec<(Uuid, Option<Vec<u8>>)> = sqlx::query_as(
+                "SELECT owner_id, wrapped_key FROM data_keys WHERE owner_id = ANY($1)",
+            )
+            .bind(&unknown)
+            .fetch_all(&self.pool)
+            .await?;
+            for (owner, wrapped) in rows {
+                let key = wrapped
+                    .map(|wrapped| self.master.unwrap_data_key(owner, &wrapped))
+                    .transpose()?;
+                self.remember(owner, key.clone());
+                keys.insert(owner, key);
+            }
         }
         for event in events {
             envelope::open(&mut event.data, event.event_id, |owner| {
@@ -248,14 +288,17 @@ impl Vault {
         .bind(owner)
         .execute(&self.pool)
         .await?;
-        self.cache().remove(&owner);
+        self.remember(owner, None);
         Ok(())
     }
 
     /// The owner's data key, created on first use; a throwaway one once they are erased.
     async fn sealing_key(&self, owner: Uuid) -> Result<DataKey, SealError> {
-        if let Some(key) = self.cache().get(&owner) {
-            return Ok(key.clone());
+        if let Some(cached) = self.cache().get(&owner) {
+            return match &cached.key {
+                Some(key) => Ok(key.clone()),
+                None => DataKey::throwaway(),
+            };
         }
         let (candidate, wrapped) = self.master.new_wrapped_data_key(owner)?;
         // The insert loses to a concurrent one (or to an erasure) and then reads the winner.
@@ -275,22 +318,29 @@ impl Vault {
             // Created now by this call.
             Some(Some(stored)) if stored == wrapped => candidate,
             Some(Some(stored)) => self.master.unwrap_data_key(owner, &stored)?,
-            Some(None) => return DataKey::throwaway(),
+            Some(None) => {
+                self.remember(owner, None);
+                return DataKey::throwaway();
+            }
             // A concurrent insert committed after this statement's snapshot: read it.
             None => return Box::pin(self.sealing_key(owner)).await,
         };
-        let mut cache = self.cache();
-        if cache.len() >= SEALING_CACHE_CAPACITY {
-            cache.clear();
-        }
-        cache.insert(owner, key.clone());
+        self.remember(owner, Some(key.clone()));
         Ok(key)
     }
 
-    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, DataKey>> {
-        self.sealing_keys
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+    /// Caches what the database just said of `owner`'s key.
+    fn remember(&self, owner: Uuid, key: Option<DataKey>) {
+        let mut cache = self.cache();
+        if cache.len() >= KEY_CACHE_CAPACITY {
+            cache.clear();
+        }
+        let read_at = Instant::now();
+        cache.insert(owner, CachedKey { key, read_at });
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, CachedKey>> {
+        self.keys.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -317,6 +367,28 @@ mod tests {
         );
         let other = MasterKey::from_base64(&STANDARD.encode([7u8; 32])).expect("valid");
         assert!(other.unwrap_data_key(owner, &wrapped).is_err());
+    }
+
+    #[test]
+    fn opening_trusts_a_key_for_a_while_and_an_erasure_for_ever() {
+        let long_ago = Instant::now()
+            .checked_sub(OPENING_KEY_TTL + Duration::from_secs(1))
+            .expect("the clock is past the TTL");
+        let fresh = CachedKey {
+            key: Some(DataKey::for_tests()),
+            read_at: Instant::now(),
+        };
+        assert!(matches!(fresh.for_opening(), Some(Some(_))));
+        let stale = CachedKey {
+            read_at: long_ago,
+            ..fresh
+        };
+        assert!(stale.for_opening().is_none(), "read again from the database");
+        let erased = CachedKey {
+            key: None,
+            read_at: long_ago,
+        };
+        assert!(matches!(erased.for_opening(), Some(None)));
     }
 
     #[test]
