@@ -144,9 +144,11 @@ async fn status_callback(
         }),
         traceparent: None,
     };
-    match repository::execute::<Notification>(
+    // Decided against the state just checked; the stream is read again only if it moved.
+    match repository::execute_from::<Notification>(
         &webhook.store,
         &stream,
+        current,
         command,
         &metadata,
         webhook.command_attempts,

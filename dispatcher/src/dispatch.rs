@@ -6,10 +6,12 @@
 //!    cancelled, a duplicate message…) is acknowledged and skipped;
 //! 2. take a send slot from the sender's rate limiter;
 //! 3. append `DeliveryAttemptStarted` with the version just read — **the append is the claim**:
-//!    of two dispatchers holding the same message, only one append succeeds;
+//!    of two dispatchers holding the same message, only one append succeeds (the stream is
+//!    read again only when it moved during step 2);
 //! 4. call Twilio (no transaction or lock is held across the call);
 //! 5. append `NotificationSent`, or the failed attempt with its transient/permanent class
-//!    (the domain then schedules a retry with backoff or fails the notification);
+//!    (the domain then schedules a retry with backoff or fails the notification), decided
+//!    against the state the claim left rather than a third read of the stream;
 //! 6. acknowledge the message.
 //!
 //! A crash between 4 and 5 leaves a claim without an outcome; the timers' lease turns it into
@@ -33,7 +35,7 @@ use keryu_infra::event_store::{Actor, EventMetadata, InvalidStreamName, StreamNa
 use keryu_infra::http::ops::{BoxFuture, CheckOutcome, ReadinessCheck};
 use keryu_infra::nats::{RelayedEvent, subject_for};
 use keryu_infra::postgres::PgEventStore;
-use keryu_infra::repository::{self, CommandError};
+use keryu_infra::repository::{self, CommandError, Loaded};
 use keryu_infra::telemetry::{continue_trace, current_traceparent};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
@@ -146,17 +148,20 @@ impl Dispatcher {
             dispatcher: self.settings.id.clone(),
             at: Utc::now(),
         };
-        // One attempt only: losing the race means another dispatcher has it.
-        let claimed = match repository::execute::<Notification>(
+        // Decided against the state read before the rate limiter's wait, appended with its
+        // version: the second attempt (after a reload) is only for a stream that moved meanwhile;
+        // losing the race again means another dispatcher has it.
+        let claimed = match repository::execute_from::<Notification>(
             &self.store,
             &stream,
+            current,
             claim,
             cause,
-            1,
+            2,
         )
         .await
         {
-            Ok(executed) => executed.state,
+            Ok(executed) => executed.into_loaded(),
             Err(CommandError::Domain(_) | CommandError::Contention { .. }) => {
                 return Ok(Dispatched::Skipped);
             }
@@ -168,15 +173,17 @@ impl Dispatcher {
             content: Personal::Known(content),
             ..
         }) = claimed
+            .state
             .created
-            .filter(|_| claimed.status == NotificationStatus::Processing)
+            .as_ref()
+            .filter(|_| claimed.state.status == NotificationStatus::Processing)
         else {
             return Ok(Dispatched::Skipped);
         };
         let message = OutgoingMessage {
             to: recipient.as_str().to_owned(),
             from: self.settings.sender.clone(),
-            content: outgoing_content(&content),
+            content: outgoing_content(content),
             status_callback: Some(self.settings.twilio.status_callback_url(id.0)),
         };
         let calling = Instant::now();
@@ -215,7 +222,7 @@ impl Dispatcher {
                 )
             }
         };
-        self.record(&stream, command, cause).await?;
+        self.record(&stream, claimed, command, cause).await?;
         Ok(outcome)
     }
 
@@ -235,24 +242,36 @@ impl Dispatcher {
     }
 
     /// Records the outcome of a send, retrying briefly: the message is already with Twilio
-    /// (or refused), and losing this record would make the attempt outcome-unknown.
+    /// (or refused), and losing this record would make the attempt outcome-unknown. The first
+    /// try decides against the state the claim left (`claimed`), without reading the stream;
+    /// a retry after a failure reads it again.
     async fn record(
         &self,
         stream: &StreamName,
+        claimed: Loaded<Notification>,
         command: NotificationCommand,
         cause: &EventMetadata,
     ) -> Result<(), DispatchError> {
+        let mut claimed = Some(claimed);
         let mut delay = Duration::from_millis(50);
         for attempt in 1..=5 {
-            match repository::execute::<Notification>(
-                &self.store,
-                stream,
-                command.clone(),
-                cause,
-                3,
-            )
-            .await
-            {
+            let recorded = match claimed.take() {
+                Some(loaded) => {
+                    repository::execute_from(&self.store, stream, loaded, command.clone(), cause, 3)
+                        .await
+                }
+                None => {
+                    repository::execute::<Notification>(
+                        &self.store,
+                        stream,
+                        command.clone(),
+                        cause,
+                        3,
+                    )
+                    .await
+                }
+            };
+            match recorded {
                 Ok(_) => return Ok(()),
                 Err(error @ CommandError::Domain(_)) => return Err(error.into()),
                 Err(error) if attempt == 5 => return Err(error.into()),

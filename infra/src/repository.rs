@@ -35,6 +35,20 @@ pub struct Executed<A: Aggregate> {
     pub events: Vec<A::Event>,
     /// The global position of the last new event, for read-your-writes; `None` for a no-op.
     pub position: Option<Position>,
+    /// The version of the stream's last event after the command (`None` when the stream still
+    /// does not exist), so that a caller issuing a next command can pass
+    /// [`Loaded`] to [`execute_from`] instead of reading the stream again.
+    pub version: Option<StreamVersion>,
+}
+
+impl<A: Aggregate> Executed<A> {
+    /// The aggregate as the command left it, to decide a next command against.
+    pub fn into_loaded(self) -> Loaded<A> {
+        Loaded {
+            state: self.state,
+            version: self.version,
+        }
+    }
 }
 
 /// A command could not be executed.
@@ -107,8 +121,47 @@ where
     A: Aggregate,
     A::Command: Clone,
 {
+    run(store, stream, None, command, metadata, max_attempts).await
+}
+
+/// [`execute`] against an aggregate the caller has already loaded (to look at it before
+/// deciding whether to act, as the dispatcher and the status webhook do), saving the stream
+/// read. The first attempt decides against `loaded` and appends with its version; only when
+/// the stream moved meanwhile is it read again, so a stale `loaded` costs a retry, never a
+/// wrong decision — which is also why `max_attempts` should leave room for that retry.
+///
+/// # Errors
+/// As [`execute`].
+pub async fn execute_from<A>(
+    store: &impl EventStore,
+    stream: &StreamName,
+    loaded: Loaded<A>,
+    command: A::Command,
+    metadata: &EventMetadata,
+    max_attempts: u32,
+) -> Result<Executed<A>, CommandError>
+where
+    A: Aggregate,
+    A::Command: Clone,
+{
+    run(store, stream, Some(loaded), command, metadata, max_attempts).await
+}
+
+/// [`decide_and_append`] in its span, counted by outcome.
+async fn run<A>(
+    store: &impl EventStore,
+    stream: &StreamName,
+    loaded: Option<Loaded<A>>,
+    command: A::Command,
+    metadata: &EventMetadata,
+    max_attempts: u32,
+) -> Result<Executed<A>, CommandError>
+where
+    A: Aggregate,
+    A::Command: Clone,
+{
     let span = tracing::info_span!("command", aggregate = A::CATEGORY, stream = %stream);
-    let executed = decide_and_append::<A>(store, stream, command, metadata, max_attempts)
+    let executed = decide_and_append::<A>(store, stream, loaded, command, metadata, max_attempts)
         .instrument(span)
         .await;
     let outcome = match &executed {
@@ -123,9 +176,12 @@ where
     executed
 }
 
+/// The optimistic-concurrency loop: decide against `loaded` (or a fresh load), append with its
+/// version, and reload to decide again when another writer appended first.
 async fn decide_and_append<A>(
     store: &impl EventStore,
     stream: &StreamName,
+    mut loaded: Option<Loaded<A>>,
     command: A::Command,
     metadata: &EventMetadata,
     max_attempts: u32,
@@ -136,13 +192,17 @@ where
 {
     let max_attempts = max_attempts.max(1);
     for _ in 0..max_attempts {
-        let Loaded { state, version } = load::<A>(store, stream).await?;
+        let Loaded { state, version } = match loaded.take() {
+            Some(known) => known,
+            None => load::<A>(store, stream).await?,
+        };
         let events = state.decide(command.clone())?;
         if events.is_empty() {
             return Ok(Executed {
                 state,
                 events,
                 position: None,
+                version,
             });
         }
         let new_events = events
@@ -157,6 +217,7 @@ where
                     state,
                     events,
                     position: Some(appended.last_position),
+                    version: Some(appended.last_version),
                 });
             }
             Err(AppendError::WrongExpectedVersion { .. }) => {

@@ -266,3 +266,73 @@ async fn an_older_schema_version_is_upcast_on_read_and_never_rewritten(pool: PgP
         })
     ));
 }
+
+/// `execute_from` decides against the state it is given and appends with its version, so
+/// commands can be chained without reading the stream; a stale state costs a reload, never a
+/// wrong decision.
+#[sqlx::test(migrator = "keryu_infra::postgres::MIGRATOR")]
+async fn execute_from_reloads_only_when_the_given_state_is_stale(pool: PgPool) {
+    let store = PgEventStore::new(pool, MasterKey::development());
+    let id = SubjectId(Uuid::now_v7());
+    let stream = StreamName::of::<Subject>(id).expect("stream name");
+    let rename = |name: &str| SubjectCommand::Update {
+        name: Some(name.to_owned()),
+        phone: None,
+        preferences: None,
+        at: Utc::now(),
+    };
+    let registered = repository::execute::<Subject>(&store, &stream, register(id), &metadata(), 1)
+        .await
+        .expect("register");
+    assert_eq!(registered.version, Some(0));
+    let at_registration = registered.into_loaded();
+
+    let first = repository::execute_from(
+        &store,
+        &stream,
+        at_registration.clone(),
+        rename("First"),
+        &metadata(),
+        1,
+    )
+    .await
+    .expect("decided against the given state");
+    assert_eq!(first.version, Some(1));
+    let second = repository::execute_from(
+        &store,
+        &stream,
+        first.into_loaded(),
+        rename("Second"),
+        &metadata(),
+        1,
+    )
+    .await
+    .expect("chained");
+    assert_eq!(second.version, Some(2));
+
+    let stale = repository::execute_from(
+        &store,
+        &stream,
+        at_registration.clone(),
+        rename("Third"),
+        &metadata(),
+        1,
+    )
+    .await;
+    assert!(matches!(stale, Err(CommandError::Contention { .. })));
+    let reloaded = repository::execute_from(
+        &store,
+        &stream,
+        at_registration,
+        rename("Third"),
+        &metadata(),
+        2,
+    )
+    .await
+    .expect("decided again after a reload");
+    assert_eq!(reloaded.version, Some(3));
+    let loaded = repository::load::<Subject>(&store, &stream)
+        .await
+        .expect("load");
+    assert_eq!((loaded.version, loaded.state), (Some(3), reloaded.state));
+}

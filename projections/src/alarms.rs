@@ -6,10 +6,13 @@
 //! into a child table, `alarm_notifications`, rather than joined at query time from the
 //! notifications read model. Each read model then depends on the log alone: it can be rebuilt,
 //! or lag, independently of the others, and its checkpoint (the `Keryu-Projection-Position` of
-//! the alarm queries) tells the truth about everything an alarm answer contains. The price is a
-//! primary-key update per notification event, a no-op for notifications without an alarm.
+//! the alarm queries) tells the truth about everything an alarm answer contains. The price is
+//! one look-up per batch for the notifications it names, then a primary-key update per event of
+//! the few notifications an alarm caused.
 //! Counts by delivery state are aggregated from the child table at query time (an alarm fans
 //! out to a handful of custodians), so no counter can drift from the rows.
+
+use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 use keryu_domain::PhoneNumber;
@@ -39,39 +42,78 @@ impl Projection for AlarmsProjection {
     async fn apply(
         &self,
         connection: &mut PgConnection,
-        recorded: &RecordedEvent,
-    ) -> Result<Applied, sqlx::Error> {
-        let category = recorded.stream.category();
-        if category != "alarm" && category != "notification" && category != "subject" {
+        events: &[&RecordedEvent],
+    ) -> Result<Vec<Applied>, sqlx::Error> {
+        let mut rows = alarm_notification_rows(connection, events).await?;
+        let mut applied = Vec::with_capacity(events.len());
+        for recorded in events {
+            applied.push(apply_event(connection, &mut rows, recorded).await?);
+        }
+        Ok(applied)
+    }
+}
+
+/// The notifications of `events` that have a row in `alarm_notifications` before the batch.
+///
+/// Most notifications have no alarm, hence no row, and their events change nothing here: one
+/// look-up for the whole batch spares each of them an `UPDATE` that would find no row.
+async fn alarm_notification_rows(
+    connection: &mut PgConnection,
+    events: &[&RecordedEvent],
+) -> Result<HashSet<Uuid>, sqlx::Error> {
+    let notifications: Vec<Uuid> = events
+        .iter()
+        .filter(|recorded| recorded.stream.category() == "notification")
+        .filter_map(|recorded| recorded.stream.id().parse::<Uuid>().ok())
+        .collect();
+    if notifications.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let rows: Vec<Uuid> =
+        sqlx::query_scalar("SELECT id FROM alarm_notifications WHERE id = ANY($1)")
+            .bind(&notifications)
+            .fetch_all(connection)
+            .await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// Applies one event; `rows` are the notifications that have a row in `alarm_notifications`,
+/// kept up to date as rows are added.
+async fn apply_event(
+    connection: &mut PgConnection,
+    rows: &mut HashSet<Uuid>,
+    recorded: &RecordedEvent,
+) -> Result<Applied, sqlx::Error> {
+    let category = recorded.stream.category();
+    if category != "alarm" && category != "notification" && category != "subject" {
+        return Ok(Applied::Ignored);
+    }
+    let Ok(id) = recorded.stream.id().parse::<Uuid>() else {
+        return Ok(Applied::Unknown);
+    };
+    if category == "subject" {
+        // Only the erasure matters here: other subject events are not even decoded.
+        if recorded.event_type != "SubjectErased" {
             return Ok(Applied::Ignored);
         }
-        let Ok(id) = recorded.stream.id().parse::<Uuid>() else {
-            return Ok(Applied::Unknown);
+        return match recorded.to_domain::<SubjectEvent>() {
+            Ok(SubjectEvent::SubjectErased(_)) => forget_subject(connection, id).await,
+            _ => Ok(Applied::Unknown),
         };
-        if category == "subject" {
-            // Only the erasure matters here: other subject events are not even decoded.
-            if recorded.event_type != "SubjectErased" {
-                return Ok(Applied::Ignored);
-            }
-            return match recorded.to_domain::<SubjectEvent>() {
-                Ok(SubjectEvent::SubjectErased(_)) => forget_subject(connection, id).await,
-                _ => Ok(Applied::Unknown),
-            };
+    }
+    let row = Row {
+        id,
+        position: i64::try_from(recorded.position.0).unwrap_or(i64::MAX),
+    };
+    if category == "alarm" {
+        match recorded.to_domain::<AlarmEvent>() {
+            Ok(event) => apply_alarm(connection, row, &event).await,
+            Err(_) => Ok(Applied::Unknown),
         }
-        let row = Row {
-            id,
-            position: i64::try_from(recorded.position.0).unwrap_or(i64::MAX),
-        };
-        if category == "alarm" {
-            match recorded.to_domain::<AlarmEvent>() {
-                Ok(event) => apply_alarm(connection, row, &event).await,
-                Err(_) => Ok(Applied::Unknown),
-            }
-        } else {
-            match recorded.to_domain::<NotificationEvent>() {
-                Ok(event) => apply_notification(connection, row, &event).await,
-                Err(_) => Ok(Applied::Unknown),
-            }
+    } else {
+        match recorded.to_domain::<NotificationEvent>() {
+            Ok(event) => apply_notification(connection, rows, row, &event).await,
+            Err(_) => Ok(Applied::Unknown),
         }
     }
 }
@@ -167,11 +209,20 @@ async fn apply_alarm(
 
 async fn apply_notification(
     connection: &mut PgConnection,
+    rows: &mut HashSet<Uuid>,
     row: Row,
     event: &NotificationEvent,
 ) -> Result<Applied, sqlx::Error> {
     let changed = match change(event) {
-        Change::Created(created) => insert_notification(connection, row, created).await?,
+        Change::Created(created) => {
+            let inserted = insert_notification(connection, row, created).await?;
+            if inserted {
+                rows.insert(row.id);
+            }
+            inserted
+        }
+        // No row, nothing to update: the statement would change nothing.
+        Change::Update(_) if !rows.contains(&row.id) => false,
         Change::Update(update) => update_notification(connection, row, &update).await?,
     };
     Ok(if changed {

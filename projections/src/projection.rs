@@ -27,13 +27,20 @@ pub trait Projection: Send + Sync + 'static {
     /// set to the projection's schema). Must be idempotent (`IF NOT EXISTS`).
     fn tables_sql(&self) -> &'static str;
 
-    /// Applies `event` inside the batch's transaction (`search_path` already set).
+    /// Applies `events`, in log order, inside the batch's transaction (`search_path` already
+    /// set), and says what each one did (one [`Applied`] per event, in the same order).
+    ///
+    /// A whole batch rather than one event at a time, so that a projection can fold the events
+    /// of a row in memory and write each row it touched once: a statement per event caps a
+    /// projection at its database's round trips (about a thousand events a second while
+    /// rebuilding), a statement per batch does not. The result must be the one applying the
+    /// events one by one would give, whatever the batch boundaries.
     ///
     /// # Errors
     /// A database error; the whole batch is then rolled back and retried.
     fn apply<'c>(
         &'c self,
         connection: &'c mut PgConnection,
-        event: &'c RecordedEvent,
-    ) -> impl Future<Output = Result<Applied, sqlx::Error>> + Send + 'c;
+        events: &'c [&'c RecordedEvent],
+    ) -> impl Future<Output = Result<Vec<Applied>, sqlx::Error>> + Send + 'c;
 }

@@ -157,12 +157,14 @@ impl<P: Projection> Projector<P> {
             checkpoint: Position(checkpoint.unsigned_abs()),
             ..BatchOutcome::default()
         };
-        for event in events {
-            if event.position <= outcome.checkpoint {
-                outcome.already_applied += 1;
-                continue;
-            }
-            match self.projection.apply(connection, event).await? {
+        let fresh: Vec<&RecordedEvent> = events
+            .iter()
+            .filter(|event| event.position > outcome.checkpoint)
+            .collect();
+        outcome.already_applied = events.len() - fresh.len();
+        let applied = self.projection.apply(connection, &fresh).await?;
+        for (event, applied) in fresh.iter().zip(applied) {
+            match applied {
                 Applied::Changed | Applied::Ignored => outcome.applied += 1,
                 Applied::Unknown => {
                     outcome.unknown += 1;
@@ -175,7 +177,9 @@ impl<P: Projection> Projector<P> {
                     );
                 }
             }
-            outcome.checkpoint = event.position;
+        }
+        if let Some(last) = fresh.last() {
+            outcome.checkpoint = last.position;
         }
         record_checkpoint(connection, outcome, generation).await?;
         Ok(outcome)

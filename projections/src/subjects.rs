@@ -35,6 +35,22 @@ impl Projection for SubjectsProjection {
     async fn apply(
         &self,
         connection: &mut PgConnection,
+        events: &[&RecordedEvent],
+    ) -> Result<Vec<Applied>, sqlx::Error> {
+        // Subject events are few (nothing like a notification's), so one statement
+        // each costs nothing worth batching.
+        let mut applied = Vec::with_capacity(events.len());
+        for recorded in events {
+            applied.push(self.apply_event(connection, recorded).await?);
+        }
+        Ok(applied)
+    }
+}
+
+impl SubjectsProjection {
+    async fn apply_event(
+        &self,
+        connection: &mut PgConnection,
         recorded: &RecordedEvent,
     ) -> Result<Applied, sqlx::Error> {
         if recorded.stream.category() != "subject" {

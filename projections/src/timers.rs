@@ -9,6 +9,7 @@
 //! notification's current state and appended with its version, so a second `Queue` meets a
 //! notification that is no longer waiting and is refused.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -40,56 +41,94 @@ impl Projection for TimersProjection {
     async fn apply(
         &self,
         connection: &mut PgConnection,
-        recorded: &RecordedEvent,
-    ) -> Result<Applied, sqlx::Error> {
-        if recorded.stream.category() != Notification::CATEGORY {
-            return Ok(Applied::Ignored);
+        events: &[&RecordedEvent],
+    ) -> Result<Vec<Applied>, sqlx::Error> {
+        let mut applied = Vec::with_capacity(events.len());
+        // Each notification's timer after the batch: only its last change matters, since
+        // each one replaces the timer (or removes it) whole.
+        let mut timers: Vec<(Uuid, Timer)> = Vec::new();
+        let mut index: HashMap<Uuid, usize> = HashMap::new();
+        for recorded in events {
+            let (outcome, change) = timer_change(recorded);
+            applied.push(outcome);
+            if let Some((id, timer)) = change {
+                match index.get(&id) {
+                    Some(&at) => timers[at].1 = timer,
+                    None => {
+                        index.insert(id, timers.len());
+                        timers.push((id, timer));
+                    }
+                }
+            }
         }
-        let Ok(event) = recorded.to_domain::<NotificationEvent>() else {
-            return Ok(Applied::Unknown);
-        };
-        let Ok(id) = recorded.stream.id().parse::<Uuid>() else {
-            return Ok(Applied::Unknown);
-        };
-        use NotificationEvent as E;
-        let timer = match &event {
-            E::NotificationScheduled(scheduled) => Some(("scheduled", scheduled.scheduled_for)),
-            E::RetryScheduled(retry) => Some(("retry", retry.not_before)),
-            E::DeliveryAttemptStarted(started) => Some(("lease", started.at)),
-            E::NotificationQueued(_)
-            | E::NotificationSent(_)
-            | E::DeliveryAttemptFailed(_)
-            | E::DeliveryOutcomeUnknown(_)
-            | E::NotificationFailed(_)
-            | E::NotificationCancelled(_) => None,
-            E::NotificationCreated(_)
-            | E::NotificationDelivered(_)
-            | E::NotificationRead(_)
-            | E::NotificationUndelivered(_)
-            | E::NotificationRetryRequested(_) => return Ok(Applied::Ignored),
-        };
-        match timer {
-            Some((kind, due_at)) => {
-                sqlx::query(
-                    "INSERT INTO timers (notification_id, kind, due_at) VALUES ($1, $2, $3) \
-                     ON CONFLICT (notification_id) DO UPDATE \
-                     SET kind = excluded.kind, due_at = excluded.due_at, fired_at = NULL",
-                )
-                .bind(id)
-                .bind(kind)
-                .bind(due_at)
-                .execute(connection)
+        let (mut set, mut kinds, mut due) = (Vec::new(), Vec::new(), Vec::new());
+        let mut removed = Vec::new();
+        for (id, timer) in timers {
+            match timer {
+                Some((kind, due_at)) => {
+                    set.push(id);
+                    kinds.push(kind);
+                    due.push(due_at);
+                }
+                None => removed.push(id),
+            }
+        }
+        if !set.is_empty() {
+            sqlx::query(
+                "INSERT INTO timers (notification_id, kind, due_at) \
+                 SELECT * FROM unnest($1::uuid[], $2::text[], $3::timestamptz[]) \
+                 ON CONFLICT (notification_id) DO UPDATE \
+                 SET kind = excluded.kind, due_at = excluded.due_at, fired_at = NULL",
+            )
+            .bind(&set)
+            .bind(&kinds)
+            .bind(&due)
+            .execute(&mut *connection)
+            .await?;
+        }
+        if !removed.is_empty() {
+            sqlx::query("DELETE FROM timers WHERE notification_id = ANY($1)")
+                .bind(&removed)
+                .execute(&mut *connection)
                 .await?;
-            }
-            None => {
-                sqlx::query("DELETE FROM timers WHERE notification_id = $1")
-                    .bind(id)
-                    .execute(connection)
-                    .await?;
-            }
         }
-        Ok(Applied::Changed)
+        Ok(applied)
     }
+}
+
+/// A notification's timer: its kind and due time, or none (the notification waits for nothing).
+type Timer = Option<(&'static str, DateTime<Utc>)>;
+
+/// What `recorded` does to the timers: what it counts as, and the notification whose timer
+/// it sets (`Some`) or clears (`None`), if any.
+fn timer_change(recorded: &RecordedEvent) -> (Applied, Option<(Uuid, Timer)>) {
+    if recorded.stream.category() != Notification::CATEGORY {
+        return (Applied::Ignored, None);
+    }
+    let Ok(event) = recorded.to_domain::<NotificationEvent>() else {
+        return (Applied::Unknown, None);
+    };
+    let Ok(id) = recorded.stream.id().parse::<Uuid>() else {
+        return (Applied::Unknown, None);
+    };
+    use NotificationEvent as E;
+    let timer = match &event {
+        E::NotificationScheduled(scheduled) => Some(("scheduled", scheduled.scheduled_for)),
+        E::RetryScheduled(retry) => Some(("retry", retry.not_before)),
+        E::DeliveryAttemptStarted(started) => Some(("lease", started.at)),
+        E::NotificationQueued(_)
+        | E::NotificationSent(_)
+        | E::DeliveryAttemptFailed(_)
+        | E::DeliveryOutcomeUnknown(_)
+        | E::NotificationFailed(_)
+        | E::NotificationCancelled(_) => None,
+        E::NotificationCreated(_)
+        | E::NotificationDelivered(_)
+        | E::NotificationRead(_)
+        | E::NotificationUndelivered(_)
+        | E::NotificationRetryRequested(_) => return (Applied::Ignored, None),
+    };
+    (Applied::Changed, Some((id, timer)))
 }
 
 /// How the scheduler fires timers.

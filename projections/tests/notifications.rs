@@ -5,17 +5,21 @@ use std::time::Duration;
 
 use chrono::Utc;
 use keryu_domain::notification::{
-    FailureKind, Notification, NotificationCommand, NotificationContent, ProviderStatus,
+    FailureKind, Notification, NotificationCommand, NotificationContent, OutcomeUnknownPolicy,
+    ProviderStatus,
 };
-use keryu_domain::{NotificationId, RetryPolicy, SubjectId};
+use keryu_domain::{AlarmId, NotificationId, RetryPolicy, SubjectId};
 use keryu_infra::event_store::{
     EventMetadata, EventStore, ExpectedVersion, NewEvent, Position, StreamName,
 };
 use keryu_infra::personal_data::MasterKey;
 use keryu_infra::postgres::PgEventStore;
 use keryu_infra::repository;
+use keryu_projections::alarms::AlarmsProjection;
 use keryu_projections::notifications::NotificationsProjection;
+use keryu_projections::projection::Projection;
 use keryu_projections::projector::Projector;
+use keryu_projections::timers::TimersProjection;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -31,6 +35,14 @@ async fn command(store: &PgEventStore, id: NotificationId, command: Notification
 }
 
 async fn create(store: &PgEventStore) -> NotificationId {
+    create_with(store, None, None).await
+}
+
+async fn create_with(
+    store: &PgEventStore,
+    scheduled_for: Option<chrono::DateTime<Utc>>,
+    alarm_id: Option<AlarmId>,
+) -> NotificationId {
     let id = NotificationId(Uuid::now_v7());
     let create = NotificationCommand::Create {
         id,
@@ -39,9 +51,9 @@ async fn create(store: &PgEventStore) -> NotificationId {
         content: NotificationContent::FreeText {
             body: "Hola".to_owned(),
         },
-        scheduled_for: None,
+        scheduled_for,
         retry_policy: RetryPolicy::default(),
-        alarm_id: None,
+        alarm_id,
         at: Utc::now(),
     };
     command(store, id, create).await;
@@ -374,4 +386,164 @@ async fn a_rebuild_reproduces_the_live_read_model_and_swaps_without_loss(pool: P
     assert_eq!(summary(&pool, after).await.status, "queued");
     assert_counters_match_rows(&pool).await;
     running.abort();
+}
+
+/// Notifications in every state the read models distinguish: delivered and read after a retry,
+/// scheduled, cancelled, failed permanently and retried by hand, undelivered, outcome unknown,
+/// one caused by an alarm, one still queued.
+async fn varied_lifecycles(store: &PgEventStore) {
+    let now = Utc::now();
+    let start = || NotificationCommand::StartAttempt {
+        dispatcher: "d1".to_owned(),
+        at: now,
+    };
+    let sent = |sid: &str| NotificationCommand::RecordSent {
+        provider_message_id: sid.to_owned(),
+        at: now,
+    };
+
+    let read = create(store).await;
+    deliver(store, read).await;
+    create_with(store, Some(now + chrono::Duration::hours(1)), None).await;
+    let cancelled = create_with(store, Some(now + chrono::Duration::hours(1)), None).await;
+    let cancel = NotificationCommand::Cancel {
+        reason: "changed my mind".to_owned(),
+        at: now,
+    };
+    command(store, cancelled, cancel).await;
+
+    let failed = create(store).await;
+    command(store, failed, start()).await;
+    let refused = NotificationCommand::RecordAttemptFailure {
+        error_code: Some(21211),
+        error_message: "invalid 'To' number".to_owned(),
+        kind: FailureKind::Permanent,
+        random_unit: 0.5,
+        at: now,
+    };
+    command(store, failed, refused).await;
+    let retry = NotificationCommand::Retry {
+        requested_by: "admin".to_owned(),
+        at: now,
+    };
+    command(store, failed, retry).await;
+
+    let undelivered = create(store).await;
+    command(store, undelivered, start()).await;
+    command(store, undelivered, sent("SM-undelivered")).await;
+    let bounced = NotificationCommand::RecordProviderStatus {
+        status: ProviderStatus::Undelivered,
+        error_code: Some(63016),
+        error_message: Some("outside the window".to_owned()),
+        at: now,
+    };
+    command(store, undelivered, bounced).await;
+
+    let unknown = create(store).await;
+    command(store, unknown, start()).await;
+    let lost = NotificationCommand::RecordOutcomeUnknown {
+        policy: OutcomeUnknownPolicy::Fail,
+        random_unit: 0.5,
+        at: now,
+    };
+    command(store, unknown, lost).await;
+
+    let alarmed = create_with(store, None, Some(AlarmId(Uuid::now_v7()))).await;
+    deliver(store, alarmed).await;
+    create(store).await;
+}
+
+/// Every row of `tables` (a table, possibly with a `WHERE` clause), in a stable order.
+async fn dump_tables(pool: &PgPool, tables: &[&str]) -> Vec<String> {
+    let mut rows = Vec::new();
+    for table in tables {
+        let sql = format!("SELECT to_jsonb(t)::text FROM (SELECT * FROM {table}) t ORDER BY 1");
+        let table_rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .fetch_all(pool)
+            .await
+            .expect("rows");
+        rows.extend(table_rows);
+    }
+    rows
+}
+
+/// Applies the whole log to `projection` one event per batch, then rebuilds it from the log in
+/// one batch, and asserts that both ways give the same `tables`: a projection that folds a
+/// batch in memory must end where applying its events one by one does.
+async fn assert_batch_size_changes_nothing<P: Projection + Clone>(
+    store: &PgEventStore,
+    pool: &PgPool,
+    projection: P,
+    tables: &[&str],
+) {
+    let projector = Projector::new(store.clone(), projection);
+    projector.prepare().await.expect("prepare");
+    let events = store
+        .read_all(Position::START, 10_000)
+        .await
+        .expect("events");
+    for event in &events {
+        projector
+            .apply_batch(std::slice::from_ref(event))
+            .await
+            .expect("one event");
+    }
+    let one_by_one = dump_tables(pool, tables).await;
+    assert!(!one_by_one.is_empty());
+
+    keryu_projections::rebuild::rebuild(&projector, |_, _| {})
+        .await
+        .expect("rebuild");
+    assert_eq!(
+        dump_tables(pool, tables).await,
+        one_by_one,
+        "{}: one batch and one event at a time differ",
+        projector.projection().name()
+    );
+}
+
+#[sqlx::test(migrator = "keryu_infra::postgres::MIGRATOR")]
+async fn batches_of_any_size_give_the_same_read_models(pool: PgPool) {
+    let store = PgEventStore::new(pool.clone(), MasterKey::development());
+    varied_lifecycles(&store).await;
+
+    // Counters at zero are left out: applying events one by one leaves one behind for every
+    // status a notification passed through, a batch only for the statuses rows ended in.
+    let notifications = [
+        "projection_notifications.notifications",
+        "projection_notifications.notification_status_counts WHERE count > 0",
+    ];
+    assert_batch_size_changes_nothing(&store, &pool, NotificationsProjection, &notifications).await;
+    assert_counters_match_rows(&pool).await;
+    let statuses: Vec<String> = sqlx::query_scalar(
+        "SELECT DISTINCT status FROM projection_notifications.notifications ORDER BY status",
+    )
+    .fetch_all(&pool)
+    .await
+    .expect("statuses");
+    assert_eq!(
+        statuses,
+        [
+            "cancelled",
+            "failed",
+            "queued",
+            "read",
+            "scheduled",
+            "undelivered"
+        ]
+    );
+    assert_batch_size_changes_nothing(
+        &store,
+        &pool,
+        TimersProjection,
+        &["projection_timers.timers"],
+    )
+    .await;
+    assert_batch_size_changes_nothing(
+        &store,
+        &pool,
+        AlarmsProjection,
+        &["projection_alarms.alarm_notifications"],
+    )
+    .await;
 }

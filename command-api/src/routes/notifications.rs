@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::aggregates::{execute, load};
+use crate::aggregates::{self, execute, load};
 use crate::auth::Caller;
 use crate::context::RequestContext;
 use crate::json::{IdPath, JsonBody, OptionalJsonBody};
@@ -117,7 +117,8 @@ pub async fn create(
         alarm_id: None,
         at: now,
     };
-    let executed = execute::<Notification>(&state, id, command, &caller, &context).await?;
+    let executed =
+        aggregates::create::<Notification>(&state, id, command, &caller, &context).await?;
     Ok(Accepted {
         status: StatusCode::ACCEPTED,
         location: Some(format!("/api/notifications/{id}")),

@@ -383,7 +383,10 @@ mod tests {
             read_at: long_ago,
             ..fresh
         };
-        assert!(stale.for_opening().is_none(), "read again from the database");
+        assert!(
+            stale.for_opening().is_none(),
+            "read again from the database"
+        );
         let erased = CachedKey {
             key: None,
             read_at: long_ago,
