@@ -32,7 +32,8 @@ pub enum ProjectionsAction {
     Rebuild {
         /// The projection to rebuild (notifications, subjects, directory, alarms, timers).
         name: Option<String>,
-        /// Rebuild every projection, one after the other.
+        /// Rebuild every projection, all at once: each replays the log into its own copy, so
+        /// one's database round trips overlap the others' decoding.
         #[arg(long, conflicts_with = "name")]
         all: bool,
     },
@@ -71,29 +72,36 @@ pub async fn run(config: &Config, action: ProjectionsAction) -> anyhow::Result<(
             }
             Ok(())
         }
-        ProjectionsAction::Rebuild { name, all } => {
-            let names: Vec<String> = match (name, all) {
-                (_, true) => NAMES.iter().map(|n| (*n).to_owned()).collect(),
-                (Some(name), false) => vec![name],
-                (None, false) => bail!("name a projection ({}) or pass --all", NAMES.join(", ")),
-            };
-            for name in names {
-                match name.as_str() {
-                    "notifications" => rebuild_one(&store, NotificationsProjection).await?,
-                    "subjects" => {
-                        rebuild_one(
-                            &store,
-                            SubjectsProjection::new(config.privacy.phone_lookup()),
-                        )
-                        .await?
-                    }
-                    "directory" => rebuild_one(&store, DirectoryProjection).await?,
-                    "alarms" => rebuild_one(&store, AlarmsProjection).await?,
-                    "timers" => rebuild_one(&store, TimersProjection).await?,
-                    other => bail!("no projection {other:?}; known: {}", NAMES.join(", ")),
-                }
-            }
+        ProjectionsAction::Rebuild { all: true, .. } => {
+            let alone = false;
+            let subjects = SubjectsProjection::new(config.privacy.phone_lookup());
+            tokio::try_join!(
+                rebuild_one(&store, NotificationsProjection, alone),
+                rebuild_one(&store, subjects, alone),
+                rebuild_one(&store, DirectoryProjection, alone),
+                rebuild_one(&store, AlarmsProjection, alone),
+                rebuild_one(&store, TimersProjection, alone),
+            )?;
             Ok(())
+        }
+        ProjectionsAction::Rebuild {
+            name: Some(name), ..
+        } => {
+            let alone = true;
+            match name.as_str() {
+                "notifications" => rebuild_one(&store, NotificationsProjection, alone).await,
+                "subjects" => {
+                    let subjects = SubjectsProjection::new(config.privacy.phone_lookup());
+                    rebuild_one(&store, subjects, alone).await
+                }
+                "directory" => rebuild_one(&store, DirectoryProjection, alone).await,
+                "alarms" => rebuild_one(&store, AlarmsProjection, alone).await,
+                "timers" => rebuild_one(&store, TimersProjection, alone).await,
+                other => bail!("no projection {other:?}; known: {}", NAMES.join(", ")),
+            }
+        }
+        ProjectionsAction::Rebuild { name: None, .. } => {
+            bail!("name a projection ({}) or pass --all", NAMES.join(", "))
         }
     }
 }
@@ -107,13 +115,16 @@ async fn status<P: Projection>(
     Ok(projector.status().await?)
 }
 
+/// Rebuilds one read model, reporting progress on stderr: a line rewritten in place when it
+/// runs `alone` on a terminal, a line per tenth otherwise (several rebuilds interleave).
 async fn rebuild_one<P: Projection + Clone>(
     store: &PgEventStore,
     projection: P,
+    alone: bool,
 ) -> anyhow::Result<()> {
     let name = projection.name();
     let projector = Projector::new(store.clone(), projection);
-    let terminal = std::io::stderr().is_terminal();
+    let terminal = alone && std::io::stderr().is_terminal();
     let mut last_tenth = None;
     let rebuilt = rebuild(&projector, |at, head| {
         let percent = at.0.saturating_mul(100).checked_div(head.0).unwrap_or(100);

@@ -39,7 +39,8 @@ pub struct Rebuilt {
     pub projection: String,
     /// Events it replayed.
     pub events: u64,
-    /// Seconds it took (from the previous projection's end).
+    /// Seconds from the start of `rebuild --all` until this read model was swapped in (they
+    /// are rebuilt concurrently).
     pub seconds: f64,
     /// Events per second.
     pub events_per_second: f64,
@@ -163,8 +164,8 @@ async fn measure(
     Ok(())
 }
 
-/// Runs `keryu projections rebuild --all`, timing each "rebuilt from N events" line as it
-/// arrives and sampling the process's peak RSS. Returns the total time, each projection, the
+/// Runs `keryu projections rebuild --all`, timing each "rebuilt from N events" line from the
+/// start (the read models are rebuilt concurrently) and sampling the process's peak RSS. Returns the total time, each projection, the
 /// peak RSS in KiB and whether it succeeded.
 fn run_rebuild(
     keryu: &std::path::Path,
@@ -200,20 +201,17 @@ fn run_rebuild(
         })
     };
     let mut rebuilt = Vec::new();
-    let mut previous = started;
     if let Some(stdout) = child.stdout.take() {
         for line in BufReader::new(stdout).lines() {
             let line = line?;
-            let now = Instant::now();
             if let Some((projection, events)) = parse_rebuilt(&line) {
-                let seconds = now.duration_since(previous).as_secs_f64();
+                let seconds = started.elapsed().as_secs_f64();
                 rebuilt.push(Rebuilt {
                     projection,
                     events,
                     seconds,
                     events_per_second: events as f64 / seconds.max(1e-9),
                 });
-                previous = now;
             }
         }
     }

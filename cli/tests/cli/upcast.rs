@@ -136,6 +136,21 @@ async fn a_log_written_by_v1_rebuilds_and_loads_through_the_upcasters() {
         &[("DATABASE_URL", &url)],
     );
     assert!(rebuilt.status.success(), "{}", stderr(&rebuilt));
+    // --all rebuilds the five read models at once; each says when it is swapped in.
+    let swapped = String::from_utf8_lossy(&rebuilt.stdout)
+        .matches(": rebuilt from ")
+        .count();
+    assert_eq!(swapped, 5, "{}", String::from_utf8_lossy(&rebuilt.stdout));
+    let one = keryu(
+        &["projections", "rebuild", "timers"],
+        &[("DATABASE_URL", &url)],
+    );
+    assert!(one.status.success(), "{}", stderr(&one));
+    let unknown = keryu(
+        &["projections", "rebuild", "nope"],
+        &[("DATABASE_URL", &url)],
+    );
+    assert!(!unknown.status.success() && stderr(&unknown).contains("no projection"));
 
     // The rows stay as written: upcasting happens on read only.
     let stored: Vec<(i32, Value)> = sqlx::query_as(
