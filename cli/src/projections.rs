@@ -12,7 +12,7 @@ use keryu_projections::directory::DirectoryProjection;
 use keryu_projections::notifications::NotificationsProjection;
 use keryu_projections::projection::Projection;
 use keryu_projections::projector::Projector;
-use keryu_projections::rebuild::rebuild;
+use keryu_projections::rebuild::{Rebuilding, Rebuilt, rebuild, rebuild_all};
 use keryu_projections::subjects::SubjectsProjection;
 use keryu_projections::timers::TimersProjection;
 
@@ -32,8 +32,7 @@ pub enum ProjectionsAction {
     Rebuild {
         /// The projection to rebuild (notifications, subjects, directory, alarms, timers).
         name: Option<String>,
-        /// Rebuild every projection, all at once: each replays the log into its own copy, so
-        /// one's database round trips overlap the others' decoding.
+        /// Rebuild every projection from one reading of the log, then swap each in.
         #[arg(long, conflicts_with = "name")]
         all: bool,
     },
@@ -73,33 +72,40 @@ pub async fn run(config: &Config, action: ProjectionsAction) -> anyhow::Result<(
             Ok(())
         }
         ProjectionsAction::Rebuild { all: true, .. } => {
-            let alone = false;
-            let subjects = SubjectsProjection::new(config.privacy.phone_lookup());
-            tokio::try_join!(
-                rebuild_one(&store, NotificationsProjection, alone),
-                rebuild_one(&store, subjects, alone),
-                rebuild_one(&store, DirectoryProjection, alone),
-                rebuild_one(&store, AlarmsProjection, alone),
-                rebuild_one(&store, TimersProjection, alone),
-            )?;
+            let live: Vec<Box<dyn Rebuilding>> = vec![
+                Box::new(Projector::new(store.clone(), NotificationsProjection)),
+                Box::new(Projector::new(
+                    store.clone(),
+                    SubjectsProjection::new(config.privacy.phone_lookup()),
+                )),
+                Box::new(Projector::new(store.clone(), DirectoryProjection)),
+                Box::new(Projector::new(store.clone(), AlarmsProjection)),
+                Box::new(Projector::new(store.clone(), TimersProjection)),
+            ];
+            let names: Vec<&str> = live.iter().map(|read_model| read_model.name()).collect();
+            let mut progress = Progress::new("all");
+            let rebuilt = rebuild_all(&store, live, |at, head| progress.report(at, head))
+                .await
+                .context("rebuilding failed; read models not yet swapped in are unchanged")?;
+            progress.finish();
+            for (name, rebuilt) in names.iter().zip(rebuilt) {
+                report_rebuilt(name, rebuilt);
+            }
             Ok(())
         }
         ProjectionsAction::Rebuild {
             name: Some(name), ..
-        } => {
-            let alone = true;
-            match name.as_str() {
-                "notifications" => rebuild_one(&store, NotificationsProjection, alone).await,
-                "subjects" => {
-                    let subjects = SubjectsProjection::new(config.privacy.phone_lookup());
-                    rebuild_one(&store, subjects, alone).await
-                }
-                "directory" => rebuild_one(&store, DirectoryProjection, alone).await,
-                "alarms" => rebuild_one(&store, AlarmsProjection, alone).await,
-                "timers" => rebuild_one(&store, TimersProjection, alone).await,
-                other => bail!("no projection {other:?}; known: {}", NAMES.join(", ")),
+        } => match name.as_str() {
+            "notifications" => rebuild_one(&store, NotificationsProjection).await,
+            "subjects" => {
+                let subjects = SubjectsProjection::new(config.privacy.phone_lookup());
+                rebuild_one(&store, subjects).await
             }
-        }
+            "directory" => rebuild_one(&store, DirectoryProjection).await,
+            "alarms" => rebuild_one(&store, AlarmsProjection).await,
+            "timers" => rebuild_one(&store, TimersProjection).await,
+            other => bail!("no projection {other:?}; known: {}", NAMES.join(", ")),
+        },
         ProjectionsAction::Rebuild { name: None, .. } => {
             bail!("name a projection ({}) or pass --all", NAMES.join(", "))
         }
@@ -115,35 +121,62 @@ async fn status<P: Projection>(
     Ok(projector.status().await?)
 }
 
-/// Rebuilds one read model, reporting progress on stderr: a line rewritten in place when it
-/// runs `alone` on a terminal, a line per tenth otherwise (several rebuilds interleave).
+/// Rebuilds one read model, reporting progress on stderr.
 async fn rebuild_one<P: Projection + Clone>(
     store: &PgEventStore,
     projection: P,
-    alone: bool,
 ) -> anyhow::Result<()> {
     let name = projection.name();
     let projector = Projector::new(store.clone(), projection);
-    let terminal = alone && std::io::stderr().is_terminal();
-    let mut last_tenth = None;
-    let rebuilt = rebuild(&projector, |at, head| {
-        let percent = at.0.saturating_mul(100).checked_div(head.0).unwrap_or(100);
-        if terminal {
-            eprint!("\r{name}: {percent:>3}% ({at} of {head} events)");
-            let _ = std::io::stderr().flush();
-        } else if last_tenth != Some(percent / 10) {
-            last_tenth = Some(percent / 10);
-            eprintln!("{name}: {percent}% ({at} of {head})");
-        }
-    })
-    .await
-    .with_context(|| format!("rebuilding {name} failed; the live read model is unchanged"))?;
-    if terminal {
-        eprintln!();
-    }
+    let mut progress = Progress::new(name);
+    let rebuilt = rebuild(&projector, |at, head| progress.report(at, head))
+        .await
+        .with_context(|| format!("rebuilding {name} failed; the live read model is unchanged"))?;
+    progress.finish();
+    report_rebuilt(name, rebuilt);
+    Ok(())
+}
+
+/// The line scripts (and the benchmark harness) read when a read model is swapped in.
+fn report_rebuilt(name: &str, rebuilt: Rebuilt) {
     println!(
         "{name}: rebuilt from {} events, now at position {}",
         rebuilt.events, rebuilt.checkpoint
     );
-    Ok(())
+}
+
+/// Progress of a replay on stderr: one line rewritten in place on a terminal, a line per
+/// tenth otherwise (a log file stays short).
+struct Progress {
+    label: &'static str,
+    terminal: bool,
+    last_tenth: Option<u64>,
+}
+
+impl Progress {
+    fn new(label: &'static str) -> Self {
+        Progress {
+            label,
+            terminal: std::io::stderr().is_terminal(),
+            last_tenth: None,
+        }
+    }
+
+    fn report(&mut self, at: Position, head: Position) {
+        let label = self.label;
+        let percent = at.0.saturating_mul(100).checked_div(head.0).unwrap_or(100);
+        if self.terminal {
+            eprint!("\r{label}: {percent:>3}% ({at} of {head} events)");
+            let _ = std::io::stderr().flush();
+        } else if self.last_tenth != Some(percent / 10) {
+            self.last_tenth = Some(percent / 10);
+            eprintln!("{label}: {percent}% ({at} of {head})");
+        }
+    }
+
+    fn finish(&self) {
+        if self.terminal {
+            eprintln!();
+        }
+    }
 }
