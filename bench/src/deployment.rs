@@ -89,6 +89,19 @@ pub struct SimMessages {
     pub evicted: u64,
 }
 
+impl SimMessages {
+    /// When each message reached the simulator, µs since the epoch, earliest first.
+    pub fn sorted_arrivals(&self) -> Vec<i64> {
+        let mut times: Vec<i64> = self
+            .messages
+            .iter()
+            .map(|message| message.received_at_micros)
+            .collect();
+        times.sort_unstable();
+        times
+    }
+}
+
 /// The fields of a simulated message the harness uses.
 #[derive(Debug, Deserialize)]
 pub struct SimMessage {

@@ -135,12 +135,7 @@ pub async fn run(bench: &Bench, args: &SaturationArgs) -> anyhow::Result<()> {
     let owned = deployment.is_owned();
     deployment.stop().await?;
 
-    let mut times: Vec<i64> = listed
-        .messages
-        .iter()
-        .map(|m| m.received_at_micros)
-        .collect();
-    times.sort_unstable();
+    let times = listed.sorted_arrivals();
     let window = i64::try_from(duration.as_micros()).unwrap_or(i64::MAX);
     let (first, last) = (
         times.first().copied().unwrap_or(0),
