@@ -18,12 +18,11 @@ use chrono::{DateTime, Utc};
 use keryu_domain::PhoneNumber;
 use keryu_domain::alarm::{AlarmEvent, AlarmStatus, Situation};
 use keryu_domain::notification::{NotificationCreated, NotificationEvent, NotificationStatus};
-use keryu_domain::subject::SubjectEvent;
 use keryu_infra::event_store::RecordedEvent;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::projection::{Applied, Projection};
+use crate::projection::{Applied, Projection, subject_erasure};
 
 /// Folds alarm events into `alarms`, and the events of notifications caused by an alarm into
 /// `alarm_notifications`.
@@ -84,23 +83,19 @@ async fn apply_event(
     rows: &mut HashSet<Uuid>,
     recorded: &RecordedEvent,
 ) -> Result<Applied, sqlx::Error> {
+    if let Some(erasure) = subject_erasure(recorded) {
+        return match erasure {
+            Ok(subject) => forget_subject(connection, subject).await,
+            Err(skipped) => Ok(skipped),
+        };
+    }
     let category = recorded.stream.category();
-    if category != "alarm" && category != "notification" && category != "subject" {
+    if category != "alarm" && category != "notification" {
         return Ok(Applied::Ignored);
     }
     let Ok(id) = recorded.stream.id().parse::<Uuid>() else {
         return Ok(Applied::Unknown);
     };
-    if category == "subject" {
-        // Only the erasure matters here: other subject events are not even decoded.
-        if recorded.event_type != "SubjectErased" {
-            return Ok(Applied::Ignored);
-        }
-        return match recorded.to_domain::<SubjectEvent>() {
-            Ok(SubjectEvent::SubjectErased(_)) => forget_subject(connection, id).await,
-            _ => Ok(Applied::Unknown),
-        };
-    }
     let row = Row {
         id,
         position: i64::try_from(recorded.position.0).unwrap_or(i64::MAX),

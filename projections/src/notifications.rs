@@ -15,12 +15,11 @@ use chrono::{DateTime, Utc};
 use keryu_domain::notification::{
     FailureReason, NotificationContent, NotificationCreated, NotificationEvent, NotificationStatus,
 };
-use keryu_domain::subject::SubjectEvent;
 use keryu_infra::event_store::RecordedEvent;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::projection::{Applied, Projection};
+use crate::projection::{Applied, Projection, subject_erasure};
 
 /// Folds notification events into `notifications` and `notification_status_counts`.
 #[derive(Debug, Clone, Copy, Default)]
@@ -79,27 +78,6 @@ impl Projection for NotificationsProjection {
         }
         Ok(applied)
     }
-}
-
-/// For a subject's event: `Ok(subject)` when it is the erasure, whose notifications lose the
-/// number they went to as the log does; what it counts as otherwise. `None` for other streams.
-/// Only the erasure matters here, so other subject events are not even decoded.
-fn subject_erasure(recorded: &RecordedEvent) -> Option<Result<Uuid, Applied>> {
-    if recorded.stream.category() != "subject" {
-        return None;
-    }
-    if recorded.event_type != "SubjectErased" {
-        return Some(Err(Applied::Ignored));
-    }
-    Some(
-        match (
-            recorded.to_domain::<SubjectEvent>(),
-            recorded.stream.id().parse::<Uuid>(),
-        ) {
-            (Ok(SubjectEvent::SubjectErased(_)), Ok(subject)) => Ok(subject),
-            _ => Err(Applied::Unknown),
-        },
-    )
 }
 
 /// A notification event with the row it applies to and its position.

@@ -2,8 +2,10 @@
 
 use std::future::Future;
 
+use keryu_domain::subject::SubjectEvent;
 use keryu_infra::event_store::RecordedEvent;
 use sqlx::PgConnection;
+use uuid::Uuid;
 
 /// What applying one event did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,4 +45,26 @@ pub trait Projection: Send + Sync + 'static {
         connection: &'c mut PgConnection,
         events: &'c [&'c RecordedEvent],
     ) -> impl Future<Output = Result<Vec<Applied>, sqlx::Error>> + Send + 'c;
+}
+
+/// For read models that keep a subject's personal data beside other facts (notifications,
+/// alarms): `Ok(subject)` when `recorded` is that subject's erasure, what it counts as for such
+/// a read model otherwise, and `None` when it is not a subject's event at all. Only the erasure
+/// matters to them, so other subject events are not even decoded.
+pub(crate) fn subject_erasure(recorded: &RecordedEvent) -> Option<Result<Uuid, Applied>> {
+    if recorded.stream.category() != "subject" {
+        return None;
+    }
+    if recorded.event_type != "SubjectErased" {
+        return Some(Err(Applied::Ignored));
+    }
+    Some(
+        match (
+            recorded.to_domain::<SubjectEvent>(),
+            recorded.stream.id().parse::<Uuid>(),
+        ) {
+            (Ok(SubjectEvent::SubjectErased(_)), Ok(subject)) => Ok(subject),
+            _ => Err(Applied::Unknown),
+        },
+    )
 }
