@@ -54,5 +54,13 @@ CREATE TABLE IF NOT EXISTS alarm_notifications (
 CREATE INDEX IF NOT EXISTS alarm_notifications_by_alarm
     ON alarm_notifications (alarm_id, created_at, id);
 
--- Read models created before erasure existed: the same shape.
-ALTER TABLE alarm_notifications ALTER COLUMN recipient DROP NOT NULL;
+-- Read models created before erasure existed get the same shape; only then, as an ALTER locks
+-- the table even when it changes nothing (see subjects.sql).
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema()
+               AND table_name = 'alarm_notifications' AND column_name = 'recipient'
+               AND is_nullable = 'NO') THEN
+        ALTER TABLE alarm_notifications ALTER COLUMN recipient DROP NOT NULL;
+    END IF;
+END $$;

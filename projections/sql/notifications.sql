@@ -45,6 +45,13 @@ CREATE TABLE IF NOT EXISTS notification_status_counts (
     count  bigint NOT NULL CHECK (count >= 0)
 );
 
--- Read models created before erasure existed: the same shape.
-ALTER TABLE notifications ALTER COLUMN recipient DROP NOT NULL;
-CREATE INDEX IF NOT EXISTS notifications_by_subject ON notifications (subject_id);
+-- Read models created before erasure existed get the same shape; only then, as an ALTER locks
+-- the table even when it changes nothing (see subjects.sql).
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema()
+               AND table_name = 'notifications' AND column_name = 'recipient'
+               AND is_nullable = 'NO') THEN
+        ALTER TABLE notifications ALTER COLUMN recipient DROP NOT NULL;
+    END IF;
+END $$;

@@ -17,12 +17,20 @@ CREATE TABLE IF NOT EXISTS subjects (
     position          bigint      NOT NULL
 );
 
--- Read models created before erasure existed: the same shape (rebuild to fill fingerprints).
-ALTER TABLE subjects ALTER COLUMN name DROP NOT NULL,
-                     ALTER COLUMN phone DROP NOT NULL,
-                     ALTER COLUMN preferences DROP NOT NULL,
-                     ADD COLUMN IF NOT EXISTS phone_fingerprint text,
-                     ADD COLUMN IF NOT EXISTS erased boolean NOT NULL DEFAULT false;
+-- Read models created before erasure existed get the same shape (rebuild to fill fingerprints).
+-- Only then: an ALTER locks the table against queries even when it changes nothing, and this
+-- file runs whenever a projector starts.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema()
+                   AND table_name = 'subjects' AND column_name = 'erased') THEN
+        ALTER TABLE subjects ALTER COLUMN name DROP NOT NULL,
+                             ALTER COLUMN phone DROP NOT NULL,
+                             ALTER COLUMN preferences DROP NOT NULL,
+                             ADD COLUMN phone_fingerprint text,
+                             ADD COLUMN erased boolean NOT NULL DEFAULT false;
+    END IF;
+END $$;
 
 CREATE INDEX IF NOT EXISTS subjects_by_creation ON subjects (created_at, id);
 CREATE INDEX IF NOT EXISTS subjects_by_phone_fingerprint ON subjects (phone_fingerprint);
