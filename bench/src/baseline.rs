@@ -1,6 +1,6 @@
 //! The machine's own limit: single-row INSERTs of a 500-byte JSONB document with a bigserial
 //! key, one transaction each (autocommit, so one WAL flush each with fsync on), by N clients
-//! on N connections, through sqlx like Keryu (prepared statements).
+//! on N connections, through sqlx like Keryu (prepared statements, no ping per query).
 
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -87,6 +87,8 @@ async fn measure(url: &str, concurrency: usize, duration: Duration) -> anyhow::R
     let pool = PgPoolOptions::new()
         .max_connections(u32::try_from(concurrency).unwrap_or(u32::MAX))
         .min_connections(u32::try_from(concurrency).unwrap_or(u32::MAX))
+        // As Keryu's pool: no ping before every insert.
+        .test_before_acquire(false)
         .connect(url)
         .await
         .context("cannot connect to the baseline database")?;
