@@ -87,7 +87,8 @@ pub struct DatabaseConfig {
     /// `DATABASE_URL`. The default disables TLS because on loopback it only costs time (each new
     /// connection would negotiate it); set `sslmode=verify-full` for a remote server.
     pub url: Secret,
-    /// `KERYU_DATABASE_MAX_CONNECTIONS`: the size of the connection pool.
+    /// `KERYU_DATABASE_MAX_CONNECTIONS`: the size of the connection pool (the log writer keeps
+    /// one more connection of its own).
     pub max_connections: u32,
 }
 

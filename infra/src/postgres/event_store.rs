@@ -295,9 +295,16 @@ impl EventStore for PgEventStore {
             .seal(stream, &mut events)
             .await
             .map_err(|error| AppendError::Store(StoreError::Backend(Box::new(error))))?;
-        let writer = self
-            .writer
-            .get_or_init(|| group_commit::start(self.pool.clone()));
+        let writer = match self.writer.get() {
+            Some(writer) => writer,
+            None => {
+                // Two first appends may race here; the loser's writer stops at once, its
+                // sender dropped unused.
+                let started = group_commit::start(&self.pool)
+                    .map_err(|error| AppendError::Store(StoreError::Backend(Box::new(error))))?;
+                self.writer.get_or_init(|| started)
+            }
+        };
         let (reply, answer) = oneshot::channel();
         let request = AppendRequest {
             stream: stream.clone(),

@@ -18,7 +18,7 @@
 
 use std::collections::HashMap;
 
-use sqlx::PgPool;
+use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
@@ -41,16 +41,47 @@ pub(super) struct AppendRequest {
 }
 
 /// Starts the writer of `pool`'s log; it stops when every sender is gone.
-pub(super) fn start(pool: PgPool) -> mpsc::Sender<AppendRequest> {
+///
+/// The writer is a thread of its own, with its own connection and a single-threaded runtime
+/// driving it. Each group is a handful of round trips made one after the other while every
+/// other writer waits on the log's lock, so what matters is how soon the writer runs again
+/// when an answer arrives: as a task among the HTTP requests of a busy runtime it would wait
+/// behind them after every round trip; on its own thread it is woken at once.
+///
+/// # Errors
+/// When the thread cannot be started.
+pub(super) fn start(pool: &PgPool) -> std::io::Result<mpsc::Sender<AppendRequest>> {
     let (requests, mut queue) = mpsc::channel::<AppendRequest>(QUEUE);
-    tokio::spawn(async move {
-        let mut group = Vec::with_capacity(MAX_REQUESTS);
-        while queue.recv_many(&mut group, MAX_REQUESTS).await > 0 {
-            metrics::histogram!("keryu_event_store_group_size").record(group.len() as f64);
-            commit_group(&pool, std::mem::take(&mut group)).await;
-        }
-    });
-    requests
+    let options = pool.connect_options();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    std::thread::Builder::new()
+        .name("keryu-log-writer".to_owned())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let mut connection: Option<PgConnection> = None;
+                let mut group = Vec::with_capacity(MAX_REQUESTS);
+                while queue.recv_many(&mut group, MAX_REQUESTS).await > 0 {
+                    metrics::histogram!("keryu_event_store_group_size").record(group.len() as f64);
+                    let group = std::mem::take(&mut group);
+                    let connected = match connection.take() {
+                        Some(connected) => Ok(connected),
+                        None => PgConnection::connect_with(&options).await,
+                    };
+                    connection = match connected {
+                        Ok(mut connected) => commit_group(&mut connected, group)
+                            .await
+                            .then_some(connected),
+                        Err(error) => {
+                            refuse_group(group, &error.to_string());
+                            None
+                        }
+                    };
+                }
+            });
+        })?;
+    Ok(requests)
 }
 
 /// What became of one request while deciding the group.
@@ -75,7 +106,9 @@ struct Rows {
     metadata: Vec<String>,
 }
 
-async fn commit_group(pool: &PgPool, group: Vec<AppendRequest>) {
+/// Writes one group and answers each of its requests; returns whether the connection is still
+/// fit for the next group (after a failure it is dropped and a fresh one opened).
+async fn commit_group(connection: &mut PgConnection, group: Vec<AppendRequest>) -> bool {
     let (requests, replies): (Vec<_>, Vec<_>) = group
         .into_iter()
         .map(|request| {
@@ -85,25 +118,36 @@ async fn commit_group(pool: &PgPool, group: Vec<AppendRequest>) {
             )
         })
         .unzip();
-    let answers = match write(pool, &requests).await {
-        Ok(answers) => answers,
-        Err(error) => {
-            // Nothing of the group is stored; every caller learns it (each gets its own copy
-            // of the cause, which is not Clone).
-            let reason = error.to_string();
-            requests
-                .iter()
-                .map(|_| {
-                    Err(AppendError::Store(StoreError::Backend(
-                        reason.clone().into(),
-                    )))
-                })
-                .collect()
+    match write(connection, &requests).await {
+        Ok(answers) => {
+            for (reply, answer) in replies.into_iter().zip(answers) {
+                // A caller that gave up waiting is no reason to stop the others.
+                let _ = reply.send(answer);
+            }
+            true
         }
-    };
-    for (reply, answer) in replies.into_iter().zip(answers) {
-        // A caller that gave up waiting is no reason to stop the others.
-        let _ = reply.send(answer);
+        Err(error) => {
+            refuse(replies, &error.to_string());
+            false
+        }
+    }
+}
+
+/// Nothing of `group` is stored: every caller learns why.
+fn refuse_group(group: Vec<AppendRequest>, reason: &str) {
+    refuse(
+        group.into_iter().map(|request| request.reply).collect(),
+        reason,
+    );
+}
+
+/// Answers every reply with the failure `reason` (each gets its own copy of the cause, which
+/// is not Clone).
+fn refuse(replies: Vec<oneshot::Sender<Result<AppendResult, AppendError>>>, reason: &str) {
+    for reply in replies {
+        let _ = reply.send(Err(AppendError::Store(StoreError::Backend(
+            reason.to_owned().into(),
+        ))));
     }
 }
 
@@ -112,15 +156,16 @@ type Request = (StreamName, ExpectedVersion, Vec<NewEvent>);
 /// Decides every request of the group, writes what was accepted, commits, and returns one
 /// answer per request in order.
 async fn write(
-    pool: &PgPool,
+    connection: &mut PgConnection,
     requests: &[Request],
 ) -> Result<Vec<Result<AppendResult, AppendError>>, AppendError> {
-    let mut transaction = pool.begin().await.map_err(backend)?;
-    // The two lookups below must use the unique indexes whatever the planner's statistics
-    // say: on a table never analysed (autovacuum off, a fresh database) it may pick a
-    // sequential scan for `= ANY(…)`, and every append then reads the whole log.
-    sqlx::raw_sql("SELECT keryu_lock_event_log(); SET LOCAL enable_seqscan = off;")
-        .execute(&mut *transaction)
+    // Round trips are what a group spends most of its lock hold on, so the write lock is taken
+    // by the BEGIN itself, and one query answers both lookups. The lookups must use the unique
+    // indexes whatever the planner's statistics say: on a table never analysed (autovacuum
+    // off, a fresh database) it may pick a sequential scan for `= ANY(…)`, and every append
+    // then reads the whole log.
+    let mut transaction = connection
+        .begin_with("BEGIN; SELECT keryu_lock_event_log(); SET LOCAL enable_seqscan = off")
         .await
         .map_err(backend)?;
 
@@ -128,31 +173,35 @@ async fn write(
         .iter()
         .flat_map(|(_, _, events)| events.iter().map(|event| event.event_id))
         .collect();
-    let stored: Vec<(Uuid, String, i64, i64)> = sqlx::query_as(
-        "SELECT event_id, stream_name, stream_version, global_position FROM events \
-         WHERE event_id = ANY($1)",
-    )
-    .bind(&all_ids)
-    .fetch_all(&mut *transaction)
-    .await
-    .map_err(backend)?;
-    let stored: HashMap<Uuid, (String, i64, i64)> = stored
-        .into_iter()
-        .map(|(id, stream, version, position)| (id, (stream, version, position)))
-        .collect();
-
     let mut stream_names: Vec<&str> = requests.iter().map(|(s, _, _)| s.as_str()).collect();
     stream_names.sort_unstable();
     stream_names.dedup();
-    let versions: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT stream_name, max(stream_version) FROM events \
-         WHERE stream_name = ANY($1) GROUP BY stream_name",
+    // Rows with an event id are stored events among the group's ids; rows without one are the
+    // last version of each of the group's streams.
+    let found: Vec<(Option<Uuid>, String, i64, Option<i64>)> = sqlx::query_as(
+        "SELECT event_id, stream_name, stream_version, global_position FROM events \
+         WHERE event_id = ANY($1) \
+         UNION ALL \
+         SELECT NULL, stream_name, max(stream_version), NULL FROM events \
+         WHERE stream_name = ANY($2) GROUP BY stream_name",
     )
+    .bind(&all_ids)
     .bind(&stream_names)
     .fetch_all(&mut *transaction)
     .await
     .map_err(backend)?;
-    let mut last_versions: HashMap<String, i64> = versions.into_iter().collect();
+    let mut stored: HashMap<Uuid, (String, i64, i64)> = HashMap::new();
+    let mut last_versions: HashMap<String, i64> = HashMap::new();
+    for (event_id, stream, version, position) in found {
+        match (event_id, position) {
+            (Some(id), Some(position)) => {
+                stored.insert(id, (stream, version, position));
+            }
+            _ => {
+                last_versions.insert(stream, version);
+            }
+        }
+    }
 
     let mut rows = Rows::default();
     // Ids appended earlier in this group: (stream, version).
