@@ -323,3 +323,47 @@ async fn swapped_events_are_found(pool: PgPool) {
         "{report:?}"
     );
 }
+
+/// The chain trigger links a transaction's rows to the last row that transaction inserted
+/// without looking it up: it must stay right across statements, a rolled-back savepoint, the
+/// next transaction of the same connection, and appends by the store in between.
+#[sqlx::test(migrator = "keryu_infra::postgres::MIGRATOR")]
+async fn rows_of_one_transaction_chain_on_each_other(pool: PgPool) {
+    use keryu_infra::postgres::{ChainReport, verify_chain};
+    chained_log(&pool).await;
+    let insert = |version: u32| {
+        format!(
+            "INSERT INTO events (stream_name, stream_version, event_id, event_type, \
+             schema_version, data, metadata) \
+             VALUES ('audit-by-hand', {version}, '{id}', 'Noted', 1, '{{}}', \
+                     '{{\"correlation_id\": \"{id}\"}}')",
+            id = Uuid::now_v7()
+        )
+    };
+    let mut connection = pool.acquire().await.expect("connection");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "BEGIN; {}; SAVEPOINT undone; {}; ROLLBACK TO SAVEPOINT undone; {}; COMMIT;",
+        insert(0),
+        insert(1),
+        insert(1),
+    )))
+    .execute(&mut *connection)
+    .await
+    .expect("insert by hand");
+    // Others append; this connection's next transaction must chain on their last row.
+    chained_log(&pool).await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "BEGIN; {}; COMMIT;",
+        insert(2)
+    )))
+    .execute(&mut *connection)
+    .await
+    .expect("insert by hand again");
+
+    let report = verify_chain(&pool, |_, _| {}).await.expect("verify");
+    let ChainReport::Intact { events, .. } = report else {
+        panic!("the chain holds: {report:?}");
+    };
+    // Ten appended, two by hand (the savepoint's row is gone), ten appended, one by hand.
+    assert_eq!(events, 23);
+}
