@@ -4,11 +4,12 @@
 //! For each `NotificationQueued` message of the shared JetStream consumer:
 //! 1. load the notification; anything but Queued (another dispatcher claimed it, it was
 //!    cancelled, a duplicate message…) is acknowledged and skipped;
-//! 2. take a send slot from the sender's rate limiter;
+//! 2. take a send slot from the sender's rate limiter, and wait until shortly before it;
 //! 3. append `DeliveryAttemptStarted` with the version just read — **the append is the claim**:
 //!    of two dispatchers holding the same message, only one append succeeds (the stream is
 //!    read again only when it moved during step 2);
-//! 4. call Twilio (no transaction or lock is held across the call);
+//! 4. at the slot (a fresh one if the claim made it miss its own), call Twilio (no transaction
+//!    or lock is held across the call);
 //! 5. append `NotificationSent`, or the failed attempt with its transient/permanent class
 //!    (the domain then schedules a retry with backoff or fails the notification), decided
 //!    against the state the claim left rather than a third read of the stream;
@@ -44,6 +45,12 @@ use uuid::Uuid;
 
 use crate::rate_limit::SenderRateLimiter;
 use crate::twilio::{MessageResource, OutgoingContent, OutgoingMessage, SendError, TwilioClient};
+
+/// How long before its rate-limit slot a send is claimed. The claim is an append, whose
+/// latency varies with the log's load; made this early, it is done when the slot comes, so the
+/// call leaves at the slot and the sender's pace holds at Twilio, not only on average. It is
+/// also all the time a claim waits for its call, far inside the dispatch lease.
+const CLAIM_LEAD: Duration = Duration::from_millis(250);
 
 /// How often a message whose send is still under way is reported in progress to JetStream
 /// (well inside the consumer's 60 s ack wait).
@@ -141,7 +148,10 @@ impl Dispatcher {
             return Ok(Dispatched::Skipped);
         }
         let waiting = Instant::now();
-        self.limiter.acquire(&self.settings.sender).await?;
+        let slot = self.limiter.reserve(&self.settings.sender).await?;
+        if let Some(slot) = &slot {
+            slot.wait(CLAIM_LEAD).await;
+        }
         metrics::histogram!("keryu_rate_limiter_wait_seconds")
             .record(waiting.elapsed().as_secs_f64());
         let claim = NotificationCommand::StartAttempt {
@@ -180,6 +190,13 @@ impl Dispatcher {
         else {
             return Ok(Dispatched::Skipped);
         };
+        if let Some(slot) = slot {
+            self.limiter
+                .on_time(&self.settings.sender, slot)
+                .await
+                .wait(Duration::ZERO)
+                .await;
+        }
         let message = OutgoingMessage {
             to: recipient.as_str().to_owned(),
             from: self.settings.sender.clone(),

@@ -61,3 +61,27 @@ async fn zero_means_unlimited(pool: PgPool) {
     let unlimited = SenderRateLimiter::new(pool, 0.0, 1);
     assert_eq!(unlimited.reserve(SENDER).await.expect("no database"), None);
 }
+
+#[sqlx::test(migrator = "keryu_infra::postgres::MIGRATOR")]
+async fn a_missed_slot_is_traded_for_a_fresh_one(pool: PgPool) {
+    // One message per second: a slot may be missed by half a second.
+    let limiter = SenderRateLimiter::new(pool, 1.0, 1);
+    let first = limiter
+        .reserve(SENDER)
+        .await
+        .expect("slot")
+        .expect("limited");
+    let second = limiter
+        .reserve(SENDER)
+        .await
+        .expect("slot")
+        .expect("limited");
+    // The second slot is a second away: in time, it is kept.
+    assert_eq!(limiter.on_time(SENDER, second).await, second);
+    // The first was due when reserved; 600 ms later it is missed, and the fresh slot comes
+    // after every slot taken so far.
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    let fresh = limiter.on_time(SENDER, first).await;
+    assert_ne!(fresh, first);
+    assert!(fresh.at > second.at, "{fresh:?} after {second:?}");
+}
