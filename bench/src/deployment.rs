@@ -30,9 +30,30 @@ pub struct Spec {
     pub sender_mps: f64,
     /// KERYU_SENDER_BURST.
     pub sender_burst: u32,
-    /// Run `keryu command-api` and `keryu projector` instead of `keryu serve`, and no
-    /// dispatcher until [`Deployment::start_dispatcher`].
-    pub split_roles: bool,
+    /// Which processes run Keryu.
+    pub roles: Roles,
+}
+
+/// Which processes run Keryu's roles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Roles {
+    /// `keryu serve`: every role in one process.
+    Serve,
+    /// `keryu command-api` and `keryu projector`, and no dispatcher until
+    /// [`Deployment::start_dispatcher`].
+    Split,
+    /// `keryu command-api` alone: the command side, with nothing else competing for the cores.
+    CommandApi,
+}
+
+impl std::fmt::Display for Roles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Roles::Serve => "keryu serve",
+            Roles::Split => "keryu command-api + projector",
+            Roles::CommandApi => "keryu command-api",
+        })
+    }
 }
 
 impl Spec {
@@ -42,7 +63,7 @@ impl Spec {
             label,
             sender_mps: 0.0,
             sender_burst: 1,
-            split_roles: false,
+            roles: Roles::Serve,
         }
     }
 }
@@ -56,8 +77,9 @@ pub struct Deployment {
     pub sim: String,
     /// An integrator's bearer token.
     pub token: String,
-    /// The process whose memory is reported (`keryu serve`), when known.
-    pub serve_pid: Option<u32>,
+    /// The process serving the API (`keryu serve` or `keryu command-api`), whose memory is
+    /// reported, when known.
+    pub api_pid: Option<u32>,
     /// The HTTP client every request goes through.
     pub client: reqwest::Client,
     /// Subject ids created for notifications, with their phones.
@@ -169,7 +191,7 @@ impl Deployment {
             api: api.trim_end_matches('/').to_owned(),
             sim: sim.trim_end_matches('/').to_owned(),
             token: token.clone(),
-            serve_pid: global.serve_pid,
+            api_pid: global.serve_pid,
             client: http_client()?,
             subjects: Vec::new(),
             owned: None,
@@ -264,23 +286,23 @@ impl Deployment {
         owned.spawn(&format!("{}-sim", spec.label), &sim_args)?;
         // `keryu serve` (or the first role) creates and migrates the database; start one
         // process first so that several do not race to create it.
-        let serve_pid = if spec.split_roles {
-            owned.spawn(&format!("{}-command-api", spec.label), &["command-api"])?;
-            None
-        } else {
-            Some(owned.spawn(&format!("{}-serve", spec.label), &["serve"])?)
+        let api_pid = match spec.roles {
+            Roles::Serve => owned.spawn(&format!("{}-serve", spec.label), &["serve"])?,
+            Roles::Split | Roles::CommandApi => {
+                owned.spawn(&format!("{}-command-api", spec.label), &["command-api"])?
+            }
         };
         let mut deployment = Deployment {
             api,
             sim: format!("http://{sim_addr}"),
             token: String::new(),
-            serve_pid,
+            api_pid: Some(api_pid),
             client: http_client()?,
             subjects: Vec::new(),
             owned: Some(owned),
         };
         deployment.wait_until_listening().await?;
-        if spec.split_roles
+        if spec.roles == Roles::Split
             && let Some(owned) = &mut deployment.owned
         {
             owned.spawn(&format!("{}-projector", spec.label), &["projector"])?;

@@ -68,15 +68,15 @@ async fn run_all(bench: &Bench) -> anyhow::Result<()> {
             failed.push(name);
         }
     };
-    outcome(
-        "commands",
-        commands::run(
-            bench,
-            &defaults::<commands::CommandsArgs>()?,
-            commands::Write::Both,
-        )
-        .await,
-    );
+    for (name, write) in [
+        ("commands", commands::Write::Commands),
+        ("memory", commands::Write::Memory),
+    ] {
+        outcome(
+            name,
+            commands::run(bench, &defaults::<commands::CommandsArgs>()?, write).await,
+        );
+    }
     outcome(
         "end-to-end",
         end_to_end::run(bench, &defaults::<end_to_end::EndToEndArgs>()?).await,

@@ -1,6 +1,11 @@
 //! Scenario 1, commands: N clients posting CreateNotification in a closed loop for T seconds,
 //! beside the baseline (raw inserts at the same concurrency); and scenario 6, memory: the
 //! idle and peak RSS of `keryu serve` around that load.
+//!
+//! The commands scenario measures the command side: `keryu command-api` alone, as it runs when
+//! the roles are deployed apart, so that the projector and the dispatcher (which catch up
+//! afterwards) do not take its cores. `--serve` measures it inside `keryu serve` instead,
+//! every role sharing the cores; the memory scenario always does.
 
 use std::time::Duration;
 
@@ -8,7 +13,7 @@ use clap::Args;
 use serde_json::json;
 
 use super::{Bench, CpuSample, busiest};
-use crate::deployment::{Deployment, Spec};
+use crate::deployment::{Deployment, Roles, Spec};
 use crate::load::{Until, post_notifications};
 use crate::machine::memory_of;
 use crate::{baseline, report};
@@ -31,20 +36,22 @@ pub struct CommandsArgs {
     /// Seconds `keryu serve` idles before its idle RSS is read [default: 5; quick: 2].
     #[arg(long)]
     pub idle_seconds: Option<u64>,
+    /// Post to `keryu serve` (every role in one process, delivering what it accepts) instead
+    /// of `keryu command-api` alone. The memory scenario always does.
+    #[arg(long)]
+    pub serve: bool,
 }
 
-/// Which result files a run writes.
-#[derive(Debug, Clone, Copy)]
+/// Which scenario a run is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Write {
-    /// `commands.json` only.
+    /// Scenario 1: `commands.json`.
     Commands,
-    /// `memory.json` only.
+    /// Scenario 6: `memory.json`, always of `keryu serve`.
     Memory,
-    /// Both (`all`: one load serves both scenarios).
-    Both,
 }
 
-/// Runs the scenario and writes the files `write` names.
+/// Runs the scenario `write` names and writes its file.
 ///
 /// # Errors
 /// When the services cannot start or a result cannot be written.
@@ -58,9 +65,17 @@ pub async fn run(bench: &Bench, args: &CommandsArgs, write: Write) -> anyhow::Re
         duration.as_secs()
     );
 
-    let deployment = Deployment::for_scenario(&bench.global, &Spec::serve("commands")).await?;
+    let spec = if write == Write::Memory || args.serve {
+        Spec::serve("commands")
+    } else {
+        Spec {
+            roles: Roles::CommandApi,
+            ..Spec::serve("commands")
+        }
+    };
+    let deployment = Deployment::for_scenario(&bench.global, &spec).await?;
     tokio::time::sleep(idle).await;
-    let idle_memory = deployment.serve_pid.and_then(memory_of);
+    let idle_memory = deployment.api_pid.and_then(memory_of);
     let cpu_before = CpuSample::take(&deployment.pids());
 
     let tag = bench.run_tag.clone();
@@ -72,13 +87,13 @@ pub async fn run(bench: &Bench, args: &CommandsArgs, write: Write) -> anyhow::Re
     )
     .await?;
     let cpu = CpuSample::take(&deployment.pids()).cores_since(&cpu_before);
-    let loaded_memory = deployment.serve_pid.and_then(memory_of);
+    let loaded_memory = deployment.api_pid.and_then(memory_of);
     tokio::time::sleep(idle).await;
-    let after_memory = deployment.serve_pid.and_then(memory_of);
+    let after_memory = deployment.api_pid.and_then(memory_of);
     let owned = deployment.is_owned();
     deployment.stop().await?;
 
-    let baseline = if args.no_baseline || matches!(write, Write::Memory) {
+    let baseline = if args.no_baseline || write == Write::Memory {
         None
     } else {
         eprintln!(
@@ -106,7 +121,10 @@ pub async fn run(bench: &Bench, args: &CommandsArgs, write: Write) -> anyhow::Re
         ));
     }
     if let Some(peak) = loaded_memory {
-        summary.push_str(&format!("; serve peak RSS {:.0} MiB", peak.peak_rss_mib));
+        summary.push_str(&format!(
+            "; {} peak RSS {:.0} MiB",
+            spec.roles, peak.peak_rss_mib
+        ));
     }
     summary.push_str(&format!("; cores: {}", busiest(&cpu)));
     let config = json!({
@@ -117,8 +135,9 @@ pub async fn run(bench: &Bench, args: &CommandsArgs, write: Write) -> anyhow::Re
         "db_connections": bench.global.db_connections,
         "callbacks": !bench.global.no_callbacks,
         "subjects": bench.global.subjects,
+        "roles": spec.roles.to_string(),
     });
-    if !matches!(write, Write::Memory) {
+    if write == Write::Commands {
         report::write(
             &bench.global.out,
             "commands",
@@ -129,7 +148,7 @@ pub async fn run(bench: &Bench, args: &CommandsArgs, write: Write) -> anyhow::Re
                 "baseline": baseline,
                 "ratio_to_baseline": ratio,
                 "cpu_cores_during_load": cpu,
-                "serve_memory": { "idle": idle_memory, "loaded": loaded_memory, "after": after_memory },
+                "api_process_memory": { "idle": idle_memory, "loaded": loaded_memory, "after": after_memory },
                 "targets": {
                     "ratio_to_baseline_at_least": 0.7,
                     "p99_ms_below": 20.0,
@@ -138,7 +157,7 @@ pub async fn run(bench: &Bench, args: &CommandsArgs, write: Write) -> anyhow::Re
             &summary,
         )?;
     }
-    if !matches!(write, Write::Commands) {
+    if write == Write::Memory {
         let summary = match (idle_memory, loaded_memory) {
             (Some(idle), Some(loaded)) => format!(
                 "keryu serve: idle RSS {:.1} MiB, peak RSS {:.1} MiB under {concurrency} clients \

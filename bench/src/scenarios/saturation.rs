@@ -16,7 +16,7 @@ use clap::{Args, ValueEnum};
 use serde_json::json;
 
 use super::{Bench, CpuSample, busiest};
-use crate::deployment::{Deployment, Spec};
+use crate::deployment::{Deployment, Roles, Spec};
 use crate::fill::{Lifecycle, fill};
 use crate::load::{Until, post_notifications};
 use crate::report;
@@ -66,7 +66,11 @@ pub async fn run(bench: &Bench, args: &SaturationArgs) -> anyhow::Result<()> {
         "backlog mode needs services this run starts (drop --api)"
     );
     let spec = Spec {
-        split_roles: mode == Mode::Backlog,
+        roles: if mode == Mode::Backlog {
+            Roles::Split
+        } else {
+            Roles::Serve
+        },
         ..Spec::serve("saturation")
     };
     let mut deployment = Deployment::for_scenario(&bench.global, &spec).await?;
