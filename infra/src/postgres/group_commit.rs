@@ -40,7 +40,7 @@ pub(super) struct AppendRequest {
     pub(super) reply: oneshot::Sender<Result<AppendResult, AppendError>>,
 }
 
-/// Starts the writer of `pool`'s log; it stops when every sender is gone.
+/// Starts the writer of `pool`'s log; it stops when every sender is gone or `pool` is closed.
 ///
 /// The writer is a thread of its own, with its own connection and a single-threaded runtime
 /// driving it. Each group is a handful of round trips made one after the other while every
@@ -48,11 +48,16 @@ pub(super) struct AppendRequest {
 /// when an answer arrives: as a task among the HTTP requests of a busy runtime it would wait
 /// behind them after every round trip; on its own thread it is woken at once.
 ///
+/// Its connection follows the pool's life: when the pool is closed (shutdown, the end of a
+/// test), the writer closes it too, so that nothing holds the database open afterwards.
+/// Appends still queued then fail as after any stop of the writer.
+///
 /// # Errors
 /// When the thread cannot be started.
 pub(super) fn start(pool: &PgPool) -> std::io::Result<mpsc::Sender<AppendRequest>> {
     let (requests, mut queue) = mpsc::channel::<AppendRequest>(QUEUE);
     let options = pool.connect_options();
+    let pool_closed = pool.close_event();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -60,9 +65,17 @@ pub(super) fn start(pool: &PgPool) -> std::io::Result<mpsc::Sender<AppendRequest
         .name("keryu-log-writer".to_owned())
         .spawn(move || {
             runtime.block_on(async move {
+                let mut pool_closed = std::pin::pin!(pool_closed);
                 let mut connection: Option<PgConnection> = None;
                 let mut group = Vec::with_capacity(MAX_REQUESTS);
-                while queue.recv_many(&mut group, MAX_REQUESTS).await > 0 {
+                loop {
+                    let received = tokio::select! {
+                        received = queue.recv_many(&mut group, MAX_REQUESTS) => received,
+                        () = &mut pool_closed => 0,
+                    };
+                    if received == 0 {
+                        break;
+                    }
                     metrics::histogram!("keryu_event_store_group_size").record(group.len() as f64);
                     let group = std::mem::take(&mut group);
                     let connected = match connection.take() {
@@ -78,6 +91,11 @@ pub(super) fn start(pool: &PgPool) -> std::io::Result<mpsc::Sender<AppendRequest
                             None
                         }
                     };
+                }
+                if let Some(connection) = connection
+                    && let Err(error) = connection.close().await
+                {
+                    tracing::debug!(%error, "the log writer's connection did not close cleanly");
                 }
             });
         })?;

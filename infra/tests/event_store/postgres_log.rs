@@ -367,3 +367,48 @@ async fn rows_of_one_transaction_chain_on_each_other(pool: PgPool) {
     // Ten appended, two by hand (the savepoint's row is gone), ten appended, one by hand.
     assert_eq!(events, 23);
 }
+
+/// The log writer keeps a connection of its own; closing the store's pool must close it too,
+/// or nothing could drop the database after a shutdown (`sqlx::test` itself could not).
+#[sqlx::test(migrator = "keryu_infra::postgres::MIGRATOR")]
+async fn closing_the_pool_closes_the_log_writer_connection(pool: PgPool) {
+    let store = PgEventStore::new(pool.clone(), MasterKey::development());
+    store
+        .append(
+            &stream("notification"),
+            ExpectedVersion::NoStream,
+            vec![event(1)],
+        )
+        .await
+        .expect("append");
+    let database: String = sqlx::query_scalar("SELECT current_database()")
+        .fetch_one(&pool)
+        .await
+        .expect("database name");
+    let mut observer = <sqlx::PgConnection as sqlx::Connection>::connect_with(
+        &(*pool.connect_options()).clone().database("postgres"),
+    )
+    .await
+    .expect("observer");
+    let connected = || {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+        )
+        .bind(&database)
+    };
+    assert!(connected().fetch_one(&mut observer).await.expect("count") >= 1);
+
+    pool.close().await;
+    // The writer closes its connection as soon as it hears of the close; give the server a
+    // moment to end the backend.
+    let mut remaining = i64::MAX;
+    for _ in 0..50 {
+        remaining = connected().fetch_one(&mut observer).await.expect("count");
+        if remaining == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(remaining, 0, "connections left to {database}");
+    drop(store);
+}
