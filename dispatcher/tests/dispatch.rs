@@ -33,6 +33,11 @@ struct Setup {
 }
 
 async fn setup(pool: PgPool, sim: SimulatorConfig) -> Setup {
+    setup_paced(pool, sim, 0.0).await
+}
+
+/// [`setup`] with the sender limited to `messages_per_second` (0 = unlimited), burst 1.
+async fn setup_paced(pool: PgPool, sim: SimulatorConfig, messages_per_second: f64) -> Setup {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -64,7 +69,7 @@ async fn setup(pool: PgPool, sim: SimulatorConfig) -> Setup {
     let dispatcher = Dispatcher::new(
         store.clone(),
         client,
-        SenderRateLimiter::new(store.pool().clone(), 0.0, 1),
+        SenderRateLimiter::new(store.pool().clone(), messages_per_second, 1),
         DispatcherSettings {
             id: "test-dispatcher".to_owned(),
             sender: "+14155238886".to_owned(),
@@ -234,6 +239,45 @@ async fn of_two_dispatchers_holding_one_message_only_one_sends(pool: PgPool) {
         assert_eq!(sends, 1, "{outcomes:?}");
     }
     assert_eq!(sim_messages(&setup.sim).await.len(), 10);
+}
+
+#[sqlx::test(migrator = "keryu_infra::postgres::MIGRATOR")]
+async fn a_paced_sender_reaches_twilio_at_its_slots_not_together(pool: PgPool) {
+    // Five a second: slots 200 ms apart. Each call leaves at its slot, or within half an
+    // interval of it (a later one is traded for a fresh slot), so arrivals are never closer
+    // than 100 ms; 20 ms of that is left for loopback jitter.
+    let setup = setup_paced(pool, quiet_simulator(), 5.0).await;
+    let mut ids = Vec::new();
+    for n in 0..4 {
+        ids.push(create(&setup.store, &format!("+1555124{n:04}"), text("Paced")).await);
+    }
+    let causes: Vec<EventMetadata> = ids.iter().map(|_| cause()).collect();
+    let outcomes = futures_util::future::join_all(
+        ids.iter()
+            .zip(&causes)
+            .map(|(id, cause)| setup.dispatcher.dispatch(*id, cause)),
+    )
+    .await;
+    for outcome in &outcomes {
+        assert!(
+            matches!(outcome, Ok(Dispatched::Sent { .. })),
+            "{outcomes:?}"
+        );
+    }
+    let mut arrivals: Vec<i64> = sim_messages(&setup.sim)
+        .await
+        .iter()
+        .filter_map(|message| message["received_at_micros"].as_i64())
+        .collect();
+    arrivals.sort_unstable();
+    assert_eq!(arrivals.len(), 4);
+    for pair in arrivals.windows(2) {
+        assert!(
+            pair[1] - pair[0] >= 80_000,
+            "sends {} µs apart: {arrivals:?}",
+            pair[1] - pair[0]
+        );
+    }
 }
 
 #[sqlx::test(migrator = "keryu_infra::postgres::MIGRATOR")]
