@@ -18,6 +18,7 @@
 
 use std::collections::HashMap;
 
+use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
@@ -55,7 +56,7 @@ pub(super) struct AppendRequest {
 /// # Errors
 /// When the thread cannot be started.
 pub(super) fn start(pool: &PgPool) -> std::io::Result<mpsc::Sender<AppendRequest>> {
-    let (requests, mut queue) = mpsc::channel::<AppendRequest>(QUEUE);
+    let (requests, queue) = mpsc::channel::<AppendRequest>(QUEUE);
     let options = pool.connect_options();
     let pool_closed = pool.close_event();
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -63,43 +64,52 @@ pub(super) fn start(pool: &PgPool) -> std::io::Result<mpsc::Sender<AppendRequest
         .build()?;
     std::thread::Builder::new()
         .name("keryu-log-writer".to_owned())
-        .spawn(move || {
-            runtime.block_on(async move {
-                let mut pool_closed = std::pin::pin!(pool_closed);
-                let mut connection: Option<PgConnection> = None;
-                let mut group = Vec::with_capacity(MAX_REQUESTS);
-                loop {
-                    let received = tokio::select! {
-                        received = queue.recv_many(&mut group, MAX_REQUESTS) => received,
-                        () = &mut pool_closed => 0,
-                    };
-                    if received == 0 {
-                        break;
-                    }
-                    metrics::histogram!("keryu_event_store_group_size").record(group.len() as f64);
-                    let group = std::mem::take(&mut group);
-                    let connected = match connection.take() {
-                        Some(connected) => Ok(connected),
-                        None => PgConnection::connect_with(&options).await,
-                    };
-                    connection = match connected {
-                        Ok(mut connected) => commit_group(&mut connected, group)
-                            .await
-                            .then_some(connected),
-                        Err(error) => {
-                            refuse_group(group, &error.to_string());
-                            None
-                        }
-                    };
-                }
-                if let Some(connection) = connection
-                    && let Err(error) = connection.close().await
-                {
-                    tracing::debug!(%error, "the log writer's connection did not close cleanly");
-                }
-            });
-        })?;
+        .spawn(move || runtime.block_on(write_groups(&options, pool_closed, queue)))?;
     Ok(requests)
+}
+
+/// The writer's loop: takes what is queued, writes it as one group, until the queue closes or
+/// `pool_closed` fires; then closes its connection.
+async fn write_groups(
+    options: &PgConnectOptions,
+    pool_closed: impl Future<Output = ()>,
+    mut queue: mpsc::Receiver<AppendRequest>,
+) {
+    let mut pool_closed = std::pin::pin!(pool_closed);
+    let mut connection: Option<PgConnection> = None;
+    let mut group = Vec::with_capacity(MAX_REQUESTS);
+    loop {
+        let received = tokio::select! {
+            received = queue.recv_many(&mut group, MAX_REQUESTS) => received,
+            () = &mut pool_closed => 0,
+        };
+        if received == 0 {
+            break;
+        }
+        metrics::histogram!("keryu_event_store_group_size").record(group.len() as f64);
+        let group = std::mem::take(&mut group);
+        let connected = match connection.take() {
+            Some(connected) => Ok(connected),
+            None => PgConnection::connect_with(options).await,
+        };
+        connection = match connected {
+            Ok(mut connected) => commit_group(&mut connected, group)
+                .await
+                .then_some(connected),
+            Err(error) => {
+                refuse(
+                    group.into_iter().map(|request| request.reply).collect(),
+                    &error.to_string(),
+                );
+                None
+            }
+        };
+    }
+    if let Some(connection) = connection
+        && let Err(error) = connection.close().await
+    {
+        tracing::debug!(%error, "the log writer's connection did not close cleanly");
+    }
 }
 
 /// What became of one request while deciding the group.
@@ -151,15 +161,7 @@ async fn commit_group(connection: &mut PgConnection, group: Vec<AppendRequest>) 
     }
 }
 
-/// Nothing of `group` is stored: every caller learns why.
-fn refuse_group(group: Vec<AppendRequest>, reason: &str) {
-    refuse(
-        group.into_iter().map(|request| request.reply).collect(),
-        reason,
-    );
-}
-
-/// Answers every reply with the failure `reason` (each gets its own copy of the cause, which
+/// Nothing of the group is stored: answers every reply with the failure `reason` (each gets its own copy of the cause, which
 /// is not Clone).
 fn refuse(replies: Vec<oneshot::Sender<Result<AppendResult, AppendError>>>, reason: &str) {
     for reply in replies {
