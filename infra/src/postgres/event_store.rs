@@ -1,6 +1,6 @@
 //! [`EventStore`] on PostgreSQL: one table, one short transaction per append.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
 use sqlx::postgres::PgDatabaseError;
@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::group_commit::{self, AppendRequest};
 use super::rows::{EventRow, select_events};
-use super::subscription;
+use super::subscription::{self, Tail};
 use crate::event_store::{
     AppendError, AppendResult, EventStore, ExpectedVersion, NewEvent, Position, RecordedEvent,
     StoreError, StreamName, StreamVersion, Subscription,
@@ -33,6 +33,9 @@ pub struct PgEventStore {
     /// Commit announcements shared by every subscription of this store (and its clones): one
     /// LISTEN connection per process instead of one per subscription.
     commits: Arc<OnceLock<watch::Receiver<u64>>>,
+    /// The newest events, read once for every subscription of this store (and its clones)
+    /// while any is alive.
+    tail: Arc<Mutex<Weak<Tail>>>,
     /// The group-commit writer every append of this store (and its clones) goes through.
     writer: Arc<OnceLock<mpsc::Sender<AppendRequest>>>,
     /// Seals personal data on append and opens it on read.
@@ -49,6 +52,10 @@ pub struct SubscriptionOptions {
     /// How long a caught-up subscription waits for a notification before it polls anyway: the
     /// bound on the delay should a notification be lost (e.g. while reconnecting).
     pub poll_interval: Duration,
+    /// How many of the newest events the store keeps in memory for its subscriptions. Caught-up
+    /// subscriptions take new events from there instead of each querying the log after every
+    /// commit; one further behind reads its pages from the database until it catches up.
+    pub tail_events: usize,
 }
 
 impl Default for SubscriptionOptions {
@@ -56,6 +63,7 @@ impl Default for SubscriptionOptions {
         SubscriptionOptions {
             page_size: 500,
             poll_interval: Duration::from_secs(1),
+            tail_events: 4096,
         }
     }
 }
@@ -69,6 +77,7 @@ impl PgEventStore {
             pool,
             subscription: SubscriptionOptions::default(),
             commits: Arc::new(OnceLock::new()),
+            tail: Arc::new(Mutex::new(Weak::new())),
             writer: Arc::new(OnceLock::new()),
             open_personal_data: true,
         }
@@ -92,10 +101,18 @@ impl PgEventStore {
 
     /// Events as this store hands them out: personal data opened unless [`Self::sealed`].
     async fn hand_out(&self, rows: Vec<EventRow>) -> Result<Vec<RecordedEvent>, StoreError> {
-        let mut events = rows
+        let events = rows
             .into_iter()
             .map(RecordedEvent::try_from)
             .collect::<Result<Vec<_>, _>>()?;
+        self.open(events).await
+    }
+
+    /// `events`, read sealed, as this store hands them out.
+    pub(super) async fn open(
+        &self,
+        mut events: Vec<RecordedEvent>,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
         if self.open_personal_data {
             self.vault
                 .open(&mut events)
@@ -118,6 +135,21 @@ impl PgEventStore {
         self.commits
             .get_or_init(|| subscription::announce_commits(self.pool.clone()))
             .clone()
+    }
+
+    /// The tail of the log the subscriptions of this store share, started again if every
+    /// earlier subscription has ended.
+    pub(super) fn tail(&self) -> Arc<Tail> {
+        let mut shared = self
+            .tail
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(tail) = shared.upgrade() {
+            return tail;
+        }
+        let tail = Tail::start(self.sealed(), self.subscription);
+        *shared = Arc::downgrade(&tail);
+        tail
     }
 
     /// The pool this store uses, for adapters that write their own tables beside the log.

@@ -4,11 +4,11 @@
 use std::time::Duration;
 
 use keryu_infra::event_store::{EventStore, ExpectedVersion, Position};
-use keryu_infra::postgres::PgEventStore;
+use keryu_infra::postgres::{PgEventStore, SubscriptionOptions};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::support::{event, next_within, stream};
+use crate::support::{event, events, next_within, stream};
 use keryu_infra::personal_data::MasterKey;
 
 /// Writer A takes a position and stays open; writers B (through the store) and C (a raw INSERT
@@ -96,6 +96,58 @@ async fn a_follower_never_passes_an_append_that_commits_late(pool: PgPool) {
     expected.sort();
     assert_eq!(rest, expected);
     assert!(b.last_position > a.last_position);
+}
+
+/// The subscriptions of a store share one reader of the log's tail, which keeps only the newest
+/// events: a subscription behind them reads the table until it reaches them, one started later
+/// joins the same tail, and neither loses nor repeats an event.
+#[sqlx::test(migrator = "keryu_infra::postgres::MIGRATOR")]
+async fn subscriptions_behind_the_shared_tail_read_the_table_and_lose_nothing(pool: PgPool) {
+    let store = PgEventStore::new(pool, MasterKey::development()).with_subscription_options(
+        SubscriptionOptions {
+            page_size: 3,
+            poll_interval: Duration::from_secs(1),
+            tail_events: 4,
+        },
+    );
+    let mut live = store.subscribe_all(Position::START);
+    let mut appended = Vec::new();
+    for _ in 0..5 {
+        let batch = events(3);
+        store
+            .append(
+                &stream("notification"),
+                ExpectedVersion::NoStream,
+                batch.clone(),
+            )
+            .await
+            .expect("append");
+        appended.extend(batch.into_iter().map(|event| event.event_id));
+    }
+    // Fifteen events: most of them are already gone from a four-event tail.
+    let mut late = store.subscribe_all(Position::START);
+    let last = events(2);
+    store
+        .append(&stream("alarm"), ExpectedVersion::NoStream, last.clone())
+        .await
+        .expect("append");
+    appended.extend(last.into_iter().map(|event| event.event_id));
+
+    for subscription in [&mut live, &mut late] {
+        let mut seen = Vec::new();
+        while seen.len() < appended.len() {
+            let event = next_within(subscription, Duration::from_secs(5))
+                .await
+                .unwrap_or_else(|| panic!("stalled after {} events", seen.len()));
+            seen.push(event.event_id);
+        }
+        assert_eq!(seen, appended);
+        assert!(
+            next_within(subscription, Duration::from_millis(200))
+                .await
+                .is_none()
+        );
+    }
 }
 
 /// Nothing can rewrite history: updates, deletes and truncation are refused by the table itself.
