@@ -38,6 +38,10 @@ impl Projection for AlarmsProjection {
         include_str!("../sql/alarms.sql")
     }
 
+    fn categories(&self) -> &'static [&'static str] {
+        &["alarm", "notification", "subject"]
+    }
+
     async fn apply(
         &self,
         connection: &mut PgConnection,

@@ -23,6 +23,10 @@ impl Projection for DirectoryProjection {
         include_str!("../sql/directory.sql")
     }
 
+    fn categories(&self) -> &'static [&'static str] {
+        &["template", "custodian"]
+    }
+
     async fn apply(
         &self,
         connection: &mut PgConnection,

@@ -34,6 +34,10 @@ impl Projection for NotificationsProjection {
         include_str!("../sql/notifications.sql")
     }
 
+    fn categories(&self) -> &'static [&'static str] {
+        &["notification", "subject"]
+    }
+
     async fn apply(
         &self,
         connection: &mut PgConnection,

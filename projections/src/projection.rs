@@ -29,6 +29,12 @@ pub trait Projection: Send + Sync + 'static {
     /// set to the projection's schema). Must be idempotent (`IF NOT EXISTS`).
     fn tables_sql(&self) -> &'static str;
 
+    /// The stream categories whose events can change this read model; [`Self::apply`] counts
+    /// every event of any other category as [`Applied::Ignored`] without looking further. A live
+    /// batch with no event of these categories only moves the checkpoint, without a
+    /// transaction: most commits are a notification's, which most read models ignore.
+    fn categories(&self) -> &'static [&'static str];
+
     /// Applies `events`, in log order, inside the batch's transaction (`search_path` already
     /// set), and says what each one did (one [`Applied`] per event, in the same order).
     ///

@@ -131,10 +131,53 @@ impl<P: Projection> Projector<P> {
     /// batch is then applied.
     #[tracing::instrument(name = "projection.batch", skip_all, fields(projection = self.projection.name(), events = events.len()))]
     pub async fn apply_batch(&self, events: &[RecordedEvent]) -> Result<BatchOutcome, sqlx::Error> {
+        if let Some(passed) = self.pass_over(events).await? {
+            return Ok(passed);
+        }
         let mut transaction = self.store.pool().begin().await?;
         let outcome = self.apply_in(&mut transaction, events).await?;
         transaction.commit().await?;
         Ok(outcome)
+    }
+
+    /// Moves the checkpoint past a batch of events of none of the projection's categories,
+    /// when it stands right before the batch: one statement instead of a transaction that
+    /// locks the checkpoint, applies nothing and updates it. `None` when the batch must be
+    /// applied (an event of the projection's categories, or the checkpoint elsewhere: a gap in
+    /// the positions, another instance ahead).
+    ///
+    /// The statement does not wait for its WAL record to reach the disk: lost in a crash, it
+    /// only makes the projection pass over the same events again.
+    async fn pass_over(
+        &self,
+        events: &[RecordedEvent],
+    ) -> Result<Option<BatchOutcome>, sqlx::Error> {
+        let categories = self.projection.categories();
+        let (Some(first), Some(last)) = (events.first(), events.last()) else {
+            return Ok(None);
+        };
+        if events
+            .iter()
+            .any(|event| categories.contains(&event.stream.category()))
+        {
+            return Ok(None);
+        }
+        let moved = sqlx::raw_sql(AssertSqlSafe(format!(
+            // One message, hence one implicit transaction for both statements.
+            "SET LOCAL synchronous_commit = off; \
+             UPDATE {schema}.checkpoint SET position = {last} \
+             WHERE position >= {before} AND position < {last}",
+            schema = self.schema,
+            last = last.position.0,
+            before = first.position.0.saturating_sub(1),
+        )))
+        .execute(self.store.pool())
+        .await?;
+        Ok((moved.rows_affected() == 1).then_some(BatchOutcome {
+            applied: events.len(),
+            checkpoint: last.position,
+            ..BatchOutcome::default()
+        }))
     }
 
     /// [`Self::apply_batch`] inside a transaction the caller owns (a rebuild's swap).

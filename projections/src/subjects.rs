@@ -32,6 +32,10 @@ impl Projection for SubjectsProjection {
         include_str!("../sql/subjects.sql")
     }
 
+    fn categories(&self) -> &'static [&'static str] {
+        &["subject"]
+    }
+
     async fn apply(
         &self,
         connection: &mut PgConnection,

@@ -38,6 +38,10 @@ impl Projection for TimersProjection {
         include_str!("../sql/timers.sql")
     }
 
+    fn categories(&self) -> &'static [&'static str] {
+        &["notification"]
+    }
+
     async fn apply(
         &self,
         connection: &mut PgConnection,
