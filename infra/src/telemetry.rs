@@ -227,7 +227,7 @@ fn describe() {
     );
     describe_counter!(
         "keryu_event_store_conflicts_total",
-        "Appends refused because the stream moved (optimistic concurrency)"
+        "Appends refused because the stream, or one a precondition names, moved (optimistic concurrency)"
     );
     describe_gauge!(
         "keryu_log_head_position",
