@@ -214,7 +214,7 @@ fn describe() {
     );
     describe_counter!(
         "keryu_commands_total",
-        "Commands by aggregate and outcome (accepted, no_op, refused, contention, error)"
+        "Commands by aggregate and outcome (accepted, no_op, refused, contention, stale, error)"
     );
     describe_histogram!(
         "keryu_event_store_append_duration_seconds",
