@@ -152,16 +152,7 @@ where
     A: Aggregate,
     A::Command: Clone,
 {
-    run(
-        store,
-        stream,
-        Some(loaded),
-        command,
-        metadata,
-        max_attempts,
-        &[],
-    )
-    .await
+    execute_from_if(store, stream, loaded, command, metadata, max_attempts, &[]).await
 }
 
 /// [`execute_from`], appending only while every one of `preconditions` on other streams holds
