@@ -2,8 +2,8 @@
 //!
 //! Roles decide which commands a caller may issue at all; for custodians, the subject the
 //! command concerns must also be assigned to them (checked by [`require_subject_access`] once the
-//! subject is loaded, or [`require_custodian_of`] against a cached copy). Everything else in the API asks this module, so the whole policy is
-//! readable in one place and tested as a matrix.
+//! subject is loaded, or [`require_custodian_of`] against a cached copy). Everything else in the
+//! API asks this module, so the whole policy is readable in one place and tested as a matrix.
 
 use std::collections::BTreeSet;
 
