@@ -3,8 +3,8 @@
 use std::fmt::Display;
 
 use keryu_domain::Aggregate;
-use keryu_infra::event_store::StreamName;
-use keryu_infra::repository::{self, Executed, Loaded};
+use keryu_infra::event_store::{Precondition, StreamName};
+use keryu_infra::repository::{self, CommandError, Executed, Loaded};
 
 use crate::auth::Caller;
 use crate::context::RequestContext;
@@ -63,6 +63,11 @@ where
 /// less on the hottest write path. Should the stream exist after all, the append (expecting
 /// no stream) is refused and the command decided again against what is there.
 ///
+/// The append is made only while every one of `preconditions` holds: the command was decided
+/// from those other streams' state too (a notification's recipient from its subject). `None`
+/// when one does not: nothing was written, and the caller reads that stream again and decides
+/// anew.
+///
 /// # Errors
 /// As [`execute`].
 pub async fn create<A>(
@@ -71,7 +76,8 @@ pub async fn create<A>(
     command: A::Command,
     caller: &Caller,
     context: &RequestContext,
-) -> Result<Executed<A>, Problem>
+    preconditions: &[Precondition],
+) -> Result<Option<Executed<A>>, Problem>
 where
     A: Aggregate,
     A::Command: Clone,
@@ -82,13 +88,19 @@ where
         state: A::default(),
         version: None,
     };
-    Ok(repository::execute_from::<A>(
+    match repository::execute_from_if::<A>(
         state.store(),
         &stream,
         empty,
         command,
         &metadata,
         state.settings().command_attempts,
+        preconditions,
     )
-    .await?)
+    .await
+    {
+        Ok(executed) => Ok(Some(executed)),
+        Err(CommandError::PreconditionFailed { .. }) => Ok(None),
+        Err(error) => Err(error.into()),
+    }
 }

@@ -17,6 +17,7 @@ mod response;
 mod routes;
 pub mod schemas;
 mod state;
+mod subject_cache;
 pub mod webhooks;
 
 pub use credentials::hash_password;

@@ -2,8 +2,10 @@
 //!
 //! Roles decide which commands a caller may issue at all; for custodians, the subject the
 //! command concerns must also be assigned to them (checked by [`require_subject_access`] once the
-//! subject is loaded). Everything else in the API asks this module, so the whole policy is
-//! readable in one place and tested as a matrix.
+//! subject is loaded, or [`require_custodian_of`] against a cached copy). Everything else in the
+//! API asks this module, so the whole policy is readable in one place and tested as a matrix.
+
+use std::collections::BTreeSet;
 
 use keryu_domain::subject::Subject;
 use keryu_domain::{CustodianId, Role};
@@ -105,12 +107,24 @@ pub fn authorize(caller: &Caller, action: Action) -> Result<(), Problem> {
 /// # Errors
 /// A `not-found` problem.
 pub fn require_subject_access(caller: &Caller, subject: &Subject) -> Result<(), Problem> {
+    require_custodian_of(caller, &subject.custodians)
+}
+
+/// [`require_subject_access`] for a subject known only by its `custodians` (e.g. a cached
+/// copy of it).
+///
+/// # Errors
+/// A `not-found` problem.
+pub fn require_custodian_of(
+    caller: &Caller,
+    custodians: &BTreeSet<CustodianId>,
+) -> Result<(), Problem> {
     if caller.role != Role::Custodian {
         return Ok(());
     }
     let assigned = Uuid::parse_str(&caller.subject)
         .map(CustodianId)
-        .is_ok_and(|custodian| subject.custodians.contains(&custodian));
+        .is_ok_and(|custodian| custodians.contains(&custodian));
     if assigned {
         Ok(())
     } else {

@@ -7,6 +7,7 @@ use sqlx::PgPool;
 
 use crate::auth::{HasTokenVerifier, TokenIssuer, TokenVerifier};
 use crate::idempotency::IdempotencyState;
+use crate::subject_cache::SubjectCache;
 
 /// The shared state of the command API; cheap to clone.
 #[derive(Clone)]
@@ -17,6 +18,7 @@ struct Inner {
     verifier: TokenVerifier,
     issuer: Option<TokenIssuer>,
     settings: Settings,
+    subjects: SubjectCache,
 }
 
 /// Tunables of the command API.
@@ -44,6 +46,7 @@ impl AppState {
             verifier,
             issuer,
             settings,
+            subjects: SubjectCache::default(),
         }))
     }
 
@@ -55,6 +58,11 @@ impl AppState {
     /// The token minter, if this deployment mints tokens.
     pub fn issuer(&self) -> Option<&TokenIssuer> {
         self.0.issuer.as_ref()
+    }
+
+    /// The subjects this process has created notifications for (see [`SubjectCache`]).
+    pub(crate) fn subjects(&self) -> &SubjectCache {
+        &self.0.subjects
     }
 
     /// The tunables.

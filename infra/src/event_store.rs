@@ -15,6 +15,7 @@ mod codec;
 mod error;
 mod event;
 mod position;
+mod precondition;
 mod stream_name;
 mod subscription;
 
@@ -24,6 +25,7 @@ pub use codec::CodecError;
 pub use error::{AppendError, StoreError};
 pub use event::{Actor, EventMetadata, NewEvent, RecordedEvent};
 pub use position::{AppendResult, ExpectedVersion, Position, StreamVersion};
+pub use precondition::Precondition;
 pub use stream_name::{InvalidStreamName, StreamName};
 pub use subscription::Subscription;
 
@@ -35,6 +37,8 @@ pub use subscription::Subscription;
 /// - **Idempotency**: appending a batch whose event ids are already stored (the same events, in the
 ///   same stream) is a no-op that returns the result of the first append. This makes a retried
 ///   request safe after a timeout whose outcome was unknown.
+/// - **Preconditions**: [`append_if`](EventStore::append_if) also checks the versions of other
+///   streams, in the same atomic step as the append.
 /// - **Gap-free global order**: once a reader of the global log has seen position `p`, no event
 ///   with a position lower than `p` can appear later. Readers may therefore keep a single number as
 ///   their checkpoint.
@@ -52,6 +56,28 @@ pub trait EventStore: Send + Sync + 'static {
         stream: &StreamName,
         expected: ExpectedVersion,
         events: Vec<NewEvent>,
+    ) -> impl Future<Output = Result<AppendResult, AppendError>> + Send {
+        self.append_if(stream, expected, events, &[])
+    }
+
+    /// [`append`](EventStore::append), and only if every one of `preconditions` holds: each
+    /// names another stream and the version it must still be at, checked atomically with the
+    /// append. This lets a command decided from another aggregate's state (possibly a cached
+    /// copy) be written only while that state is current.
+    ///
+    /// A retry of an append already stored returns its first result whatever the preconditions
+    /// say now: they were checked when it was written.
+    ///
+    /// # Errors
+    /// As [`append`](EventStore::append), and [`AppendError::PreconditionFailed`] when one of
+    /// `preconditions` does not hold (the first such, in order; checked after the expected
+    /// version): re-read that stream, decide again, retry.
+    fn append_if(
+        &self,
+        stream: &StreamName,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+        preconditions: &[Precondition],
     ) -> impl Future<Output = Result<AppendResult, AppendError>> + Send;
 
     /// Reads up to `max_count` events of `stream`, starting at version `from`, in version order.

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::event_store::{
     AppendError, CodecError, EventMetadata, EventStore, ExpectedVersion, NewEvent, Position,
-    StoreError, StreamName, StreamVersion,
+    Precondition, StoreError, StreamName, StreamVersion,
 };
 
 /// Events read per query while replaying a stream.
@@ -64,6 +64,14 @@ pub enum CommandError {
         stream: StreamName,
         /// How many times the command was decided.
         attempts: u32,
+    },
+    /// A precondition of the append on another stream failed: what the command was decided
+    /// from changed meanwhile. Not retried here — reloading the aggregate would not help; the
+    /// caller reads that other stream again and decides anew.
+    #[error("stream {stream} changed since the command was decided from it")]
+    PreconditionFailed {
+        /// The stream the failed precondition is about.
+        stream: StreamName,
     },
     /// A stored event does not decode, or a new one does not encode.
     #[error(transparent)]
@@ -121,7 +129,7 @@ where
     A: Aggregate,
     A::Command: Clone,
 {
-    run(store, stream, None, command, metadata, max_attempts).await
+    run(store, stream, None, command, metadata, max_attempts, &[]).await
 }
 
 /// [`execute`] against an aggregate the caller has already loaded (to look at it before
@@ -144,7 +152,38 @@ where
     A: Aggregate,
     A::Command: Clone,
 {
-    run(store, stream, Some(loaded), command, metadata, max_attempts).await
+    execute_from_if(store, stream, loaded, command, metadata, max_attempts, &[]).await
+}
+
+/// [`execute_from`], appending only while every one of `preconditions` on other streams holds
+/// ([`EventStore::append_if`]): for a command decided from another aggregate's state too, so
+/// that it is never written once that state changed.
+///
+/// # Errors
+/// As [`execute`], and [`CommandError::PreconditionFailed`] at once when a precondition fails.
+pub async fn execute_from_if<A>(
+    store: &impl EventStore,
+    stream: &StreamName,
+    loaded: Loaded<A>,
+    command: A::Command,
+    metadata: &EventMetadata,
+    max_attempts: u32,
+    preconditions: &[Precondition],
+) -> Result<Executed<A>, CommandError>
+where
+    A: Aggregate,
+    A::Command: Clone,
+{
+    run(
+        store,
+        stream,
+        Some(loaded),
+        command,
+        metadata,
+        max_attempts,
+        preconditions,
+    )
+    .await
 }
 
 /// [`decide_and_append`] in its span, counted by outcome.
@@ -155,20 +194,30 @@ async fn run<A>(
     command: A::Command,
     metadata: &EventMetadata,
     max_attempts: u32,
+    preconditions: &[Precondition],
 ) -> Result<Executed<A>, CommandError>
 where
     A: Aggregate,
     A::Command: Clone,
 {
     let span = tracing::info_span!("command", aggregate = A::CATEGORY, stream = %stream);
-    let executed = decide_and_append::<A>(store, stream, loaded, command, metadata, max_attempts)
-        .instrument(span)
-        .await;
+    let executed = decide_and_append::<A>(
+        store,
+        stream,
+        loaded,
+        command,
+        metadata,
+        max_attempts,
+        preconditions,
+    )
+    .instrument(span)
+    .await;
     let outcome = match &executed {
         Ok(executed) if executed.events.is_empty() => "no_op",
         Ok(_) => "accepted",
         Err(CommandError::Domain(_)) => "refused",
         Err(CommandError::Contention { .. }) => "contention",
+        Err(CommandError::PreconditionFailed { .. }) => "stale",
         Err(_) => "error",
     };
     metrics::counter!("keryu_commands_total", "aggregate" => A::CATEGORY, "outcome" => outcome)
@@ -177,7 +226,8 @@ where
 }
 
 /// The optimistic-concurrency loop: decide against `loaded` (or a fresh load), append with its
-/// version, and reload to decide again when another writer appended first.
+/// version (and `preconditions`), and reload to decide again when another writer appended
+/// first, up to `max_attempts` times.
 async fn decide_and_append<A>(
     store: &impl EventStore,
     stream: &StreamName,
@@ -185,6 +235,7 @@ async fn decide_and_append<A>(
     command: A::Command,
     metadata: &EventMetadata,
     max_attempts: u32,
+    preconditions: &[Precondition],
 ) -> Result<Executed<A>, CommandError>
 where
     A: Aggregate,
@@ -210,7 +261,10 @@ where
             .map(|event| NewEvent::from_domain(Uuid::now_v7(), event, metadata.clone()))
             .collect::<Result<Vec<_>, _>>()?;
         let expected = version.map_or(ExpectedVersion::NoStream, ExpectedVersion::Exact);
-        match store.append(stream, expected, new_events).await {
+        match store
+            .append_if(stream, expected, new_events, preconditions)
+            .await
+        {
             Ok(appended) => {
                 let state = events.iter().fold(state, A::evolve);
                 return Ok(Executed {
@@ -222,6 +276,9 @@ where
             }
             Err(AppendError::WrongExpectedVersion { .. }) => {
                 tracing::debug!(%stream, "concurrent append; deciding again");
+            }
+            Err(AppendError::PreconditionFailed { stream, .. }) => {
+                return Err(CommandError::PreconditionFailed { stream });
             }
             Err(AppendError::Store(error)) => return Err(CommandError::Store(error)),
             Err(other) => return Err(CommandError::Append(other)),

@@ -214,7 +214,7 @@ fn describe() {
     );
     describe_counter!(
         "keryu_commands_total",
-        "Commands by aggregate and outcome (accepted, no_op, refused, contention, error)"
+        "Commands by aggregate and outcome (accepted, no_op, refused, contention, stale, error)"
     );
     describe_histogram!(
         "keryu_event_store_append_duration_seconds",
@@ -227,7 +227,7 @@ fn describe() {
     );
     describe_counter!(
         "keryu_event_store_conflicts_total",
-        "Appends refused because the stream moved (optimistic concurrency)"
+        "Appends refused because the stream, or one a precondition names, moved (optimistic concurrency)"
     );
     describe_gauge!(
         "keryu_log_head_position",

@@ -8,7 +8,8 @@ use keryu_domain::notification::NotificationEvent;
 use keryu_domain::subject::{Subject, SubjectCommand, SubjectEvent};
 use keryu_domain::{Aggregate, CustodianId, DomainError, DomainEvent, SubjectId};
 use keryu_infra::event_store::{
-    CodecError, EventMetadata, EventStore, ExpectedVersion, NewEvent, Position, StreamName,
+    CodecError, EventMetadata, EventStore, ExpectedVersion, NewEvent, Position, Precondition,
+    StreamName,
 };
 use keryu_infra::personal_data::MasterKey;
 use keryu_infra::postgres::PgEventStore;
@@ -335,4 +336,59 @@ async fn execute_from_reloads_only_when_the_given_state_is_stale(pool: PgPool) {
         .await
         .expect("load");
     assert_eq!((loaded.version, loaded.state), (Some(3), reloaded.state));
+}
+
+/// `execute_from_if` appends only while the other stream it depends on is where the caller saw
+/// it; when it moved, the command is not decided again against its own stream (that would not
+/// help) but reported at once, and nothing is written.
+#[sqlx::test(migrator = "keryu_infra::postgres::MIGRATOR")]
+async fn a_failed_precondition_is_reported_at_once(pool: PgPool) {
+    let store = PgEventStore::new(pool, MasterKey::development());
+    let depended_on = SubjectId(Uuid::now_v7());
+    let depended_stream = StreamName::of::<Subject>(depended_on).expect("stream name");
+    repository::execute::<Subject>(
+        &store,
+        &depended_stream,
+        register(depended_on),
+        &metadata(),
+        1,
+    )
+    .await
+    .expect("register");
+    let at = |version| {
+        [Precondition {
+            stream: depended_stream.clone(),
+            expected: ExpectedVersion::Exact(version),
+        }]
+    };
+    let create = |id: SubjectId| {
+        let stream = StreamName::of::<Subject>(id).expect("stream name");
+        let empty = repository::Loaded {
+            state: Subject::default(),
+            version: None,
+        };
+        (stream, empty, register(id))
+    };
+
+    let (stream, empty, command) = create(SubjectId(Uuid::now_v7()));
+    let stale =
+        repository::execute_from_if(&store, &stream, empty, command, &metadata(), 5, &at(1)).await;
+    assert!(
+        matches!(&stale, Err(CommandError::PreconditionFailed { stream }) if *stream == depended_stream),
+        "{stale:?}"
+    );
+    assert!(
+        store
+            .read_stream(&stream, 0, 10)
+            .await
+            .expect("read")
+            .is_empty()
+    );
+
+    let (stream, empty, command) = create(SubjectId(Uuid::now_v7()));
+    let created =
+        repository::execute_from_if(&store, &stream, empty, command, &metadata(), 1, &at(0))
+            .await
+            .expect("the precondition holds");
+    assert_eq!(created.version, Some(0));
 }

@@ -9,18 +9,25 @@ use keryu_domain::notification::{Notification, NotificationCommand, Notification
 use keryu_domain::subject::Subject;
 use keryu_domain::template::MessageTemplate;
 use keryu_domain::{DomainError, NotificationId, PhoneNumber, RetryPolicy, SubjectId, TemplateId};
+use keryu_infra::event_store::{ExpectedVersion, Precondition};
+use keryu_infra::repository::Executed;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::aggregates::{self, execute, load};
+use crate::aggregates::{self, execute, load, stream_of};
 use crate::auth::Caller;
 use crate::context::RequestContext;
 use crate::json::{IdPath, JsonBody, OptionalJsonBody};
 use crate::problem::{Problem, ProblemDocument, ProblemKind};
-use crate::rbac::{Action, authorize, require_subject_access};
+use crate::rbac::{Action, authorize, require_custodian_of, require_subject_access};
 use crate::response::Accepted;
 use crate::state::AppState;
+use crate::subject_cache::Recipient;
+
+/// How many times a notification is decided from its subject before the request gives up:
+/// the first time from the cache, again after each change of the subject found at the append.
+const SUBJECT_ATTEMPTS: u32 = 3;
 
 /// `POST /api/notifications`: a message to a subject, as free text or from an approved template.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -97,7 +104,7 @@ pub async fn create(
         .unwrap_or(state.settings().default_max_attempts);
     let retry_policy = RetryPolicy::with_max_attempts(max_attempts)?;
     let subject_id = SubjectId(request.subject_id);
-    let recipient = active_subject_phone(&state, &caller, subject_id).await?;
+    let recipient = notifiable_subject(&state, &caller, subject_id).await?;
     let content = match (request.body, request.template) {
         (Some(body), None) if request.variables.is_empty() => {
             NotificationContent::FreeText { body }
@@ -107,18 +114,20 @@ pub async fn create(
         _ => return Err(validation("give either a body or a template")),
     };
     let id = NotificationId(Uuid::now_v7());
-    let command = NotificationCommand::Create {
+    let command_to = |recipient| NotificationCommand::Create {
         id,
         subject_id,
         recipient,
-        content,
+        content: content.clone(),
         scheduled_for: request.scheduled_for,
         retry_policy,
         alarm_id: None,
         at: now,
     };
-    let executed =
-        aggregates::create::<Notification>(&state, id, command, &caller, &context).await?;
+    let executed = create_while_unchanged(
+        &state, &caller, &context, id, subject_id, recipient, command_to,
+    )
+    .await?;
     Ok(Accepted {
         status: StatusCode::ACCEPTED,
         location: Some(format!("/api/notifications/{id}")),
@@ -130,20 +139,70 @@ pub async fn create(
     })
 }
 
-/// The phone of an active subject the caller may notify. A missing or foreign subject is a
-/// validation error of the request, not a missing resource.
-async fn active_subject_phone(
+/// Creates notification `id` with the command `command_to` makes for the subject's number,
+/// appended only if the subject's stream is still at the version `recipient` was taken from
+/// (possibly this process's cache): a subject changed since (deactivated, erased, another
+/// number) is read again and the notification decided anew — never created for what no longer
+/// holds — up to [`SUBJECT_ATTEMPTS`] times in all.
+async fn create_while_unchanged(
+    state: &AppState,
+    caller: &Caller,
+    context: &RequestContext,
+    id: NotificationId,
+    subject_id: SubjectId,
+    mut recipient: Recipient,
+    command_to: impl Fn(PhoneNumber) -> NotificationCommand,
+) -> Result<Executed<Notification>, Problem> {
+    let subject_stream = stream_of::<Subject>(subject_id)?;
+    for _ in 0..SUBJECT_ATTEMPTS {
+        let unchanged_subject = Precondition {
+            stream: subject_stream.clone(),
+            expected: ExpectedVersion::Exact(recipient.version),
+        };
+        let command = command_to(recipient.phone);
+        let created = aggregates::create::<Notification>(
+            state,
+            id,
+            command,
+            caller,
+            context,
+            &[unchanged_subject],
+        )
+        .await?;
+        if let Some(executed) = created {
+            return Ok(executed);
+        }
+        tracing::debug!(subject = %subject_id, "the subject changed; deciding again");
+        state.subjects().forget(subject_id);
+        recipient = notifiable_subject(state, caller, subject_id).await?;
+    }
+    Err(Problem::new(
+        ProblemKind::Conflict,
+        "the subject kept changing concurrently; retry the request",
+    ))
+}
+
+/// An active subject with a phone that the caller may notify: from the cache when it has the
+/// subject and would accept, otherwise read from the subject's stream (and cached). A refusal
+/// is always decided against the stream, never the cache, so a stale entry can cost a retry
+/// but never a wrong refusal. A missing or foreign subject is a validation error of the
+/// request, not a missing resource.
+async fn notifiable_subject(
     state: &AppState,
     caller: &Caller,
     subject_id: SubjectId,
-) -> Result<PhoneNumber, Problem> {
-    let subject = load::<Subject>(state, subject_id).await?.state;
-    let no_such_subject = || validation("subject_id: no such active subject");
-    require_subject_access(caller, &subject).map_err(|_| no_such_subject())?;
-    match subject.phone {
-        Some(phone) if subject.active => Ok(phone),
-        _ => Err(no_such_subject()),
+) -> Result<Recipient, Problem> {
+    if let Some(cached) = state.subjects().get(subject_id)
+        && require_custodian_of(caller, &cached.custodians).is_ok()
+    {
+        return Ok(cached);
     }
+    let loaded = load::<Subject>(state, subject_id).await?;
+    let no_such_subject = || validation("subject_id: no such active subject");
+    require_subject_access(caller, &loaded.state).map_err(|_| no_such_subject())?;
+    let recipient = Recipient::of(loaded).ok_or_else(no_such_subject)?;
+    state.subjects().insert(subject_id, recipient.clone());
+    Ok(recipient)
 }
 
 /// Renders the approved version of the referenced template with `variables`.
@@ -244,7 +303,7 @@ pub async fn cancel(
 }
 
 fn answer(
-    executed: keryu_infra::repository::Executed<Notification>,
+    executed: Executed<Notification>,
     id: NotificationId,
 ) -> Result<Accepted<NotificationAccepted>, Problem> {
     Ok(Accepted {

@@ -191,6 +191,20 @@ impl Api {
         answer.expect(201)["id"].as_str().expect("id").to_owned()
     }
 
+    /// Deactivates `subject` as an admin.
+    pub async fn deactivate_subject(&self, subject: &str) {
+        let admin = self.admin().await;
+        self.send(
+            Method::DELETE,
+            &format!("/api/subjects/{subject}"),
+            Some(&admin),
+            None,
+            &[],
+        )
+        .await
+        .expect(200);
+    }
+
     /// A custodian created by an admin; returns its id.
     pub async fn custodian(&self, email: &str, role: &str) -> String {
         let admin = self.admin().await;

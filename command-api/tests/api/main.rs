@@ -9,4 +9,5 @@ mod privacy;
 mod rbac;
 mod resources;
 mod schemas;
+mod subject_cache;
 mod webhooks;

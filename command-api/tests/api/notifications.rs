@@ -197,15 +197,7 @@ async fn an_inactive_or_unknown_subject_cannot_be_notified(pool: PgPool) {
     let api = Api::start(pool).await;
     let subject = api.subject("Ana").await;
     let admin = api.admin().await;
-    api.send(
-        Method::DELETE,
-        &format!("/api/subjects/{subject}"),
-        Some(&admin),
-        None,
-        &[],
-    )
-    .await
-    .expect(200);
+    api.deactivate_subject(&subject).await;
 
     for subject_id in [subject, uuid::Uuid::now_v7().to_string()] {
         api.post(

@@ -36,6 +36,17 @@ pub enum AppendError {
         /// The version of the stream's last event, `None` when the stream does not exist.
         actual: Option<StreamVersion>,
     },
+    /// A [`Precondition`](super::Precondition) of the append does not hold: the other stream
+    /// it depends on moved since the writer read it.
+    #[error("precondition failed: stream {stream} is at {actual:?}, expected {expected}")]
+    PreconditionFailed {
+        /// The stream the precondition is about (not the one appended to).
+        stream: StreamName,
+        /// What the precondition expected.
+        expected: ExpectedVersion,
+        /// The version of that stream's last event, `None` when the stream does not exist.
+        actual: Option<StreamVersion>,
+    },
     /// Some event ids of the batch are already stored, but not as this very batch in this stream:
     /// a writer reused ids, which would make idempotent retries ambiguous.
     #[error("event id {event_id} is already stored as part of a different append")]

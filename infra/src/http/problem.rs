@@ -195,6 +195,10 @@ impl From<CommandError> for Problem {
                 ProblemKind::Conflict,
                 "the resource kept changing concurrently; retry the request",
             ),
+            CommandError::PreconditionFailed { .. } => Problem::new(
+                ProblemKind::Conflict,
+                "what the request depends on changed concurrently; retry the request",
+            ),
             CommandError::Store(error) => {
                 tracing::error!(error = %error_chain(&error), "the event store failed");
                 Problem::new(ProblemKind::Unavailable, "the event store is unavailable")
@@ -234,6 +238,12 @@ mod tests {
                 CommandError::Contention {
                     stream,
                     attempts: 5,
+                },
+                ProblemKind::Conflict,
+            ),
+            (
+                CommandError::PreconditionFailed {
+                    stream: StreamName::new("subject", "2").expect("stream"),
                 },
                 ProblemKind::Conflict,
             ),

@@ -8,12 +8,12 @@ use sqlx::{PgPool, Postgres, Transaction};
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
-use super::group_commit::{self, AppendRequest};
+use super::group_commit::{self, Append, AppendRequest};
 use super::rows::{EventRow, select_events};
 use super::subscription::{self, Tail};
 use crate::event_store::{
-    AppendError, AppendResult, EventStore, ExpectedVersion, NewEvent, Position, RecordedEvent,
-    StoreError, StreamName, StreamVersion, Subscription,
+    AppendError, AppendResult, EventStore, ExpectedVersion, NewEvent, Position, Precondition,
+    RecordedEvent, StoreError, StreamName, StreamVersion, Subscription,
 };
 use crate::personal_data::{MasterKey, Vault};
 
@@ -312,12 +312,17 @@ pub(super) fn backend(error: sqlx::Error) -> AppendError {
 }
 
 impl EventStore for PgEventStore {
-    #[tracing::instrument(name = "append", skip_all, fields(stream = %stream, events = events.len()))]
-    async fn append(
+    #[tracing::instrument(
+        name = "append",
+        skip_all,
+        fields(stream = %stream, events = events.len(), preconditions = preconditions.len())
+    )]
+    async fn append_if(
         &self,
         stream: &StreamName,
         expected: ExpectedVersion,
         mut events: Vec<NewEvent>,
+        preconditions: &[Precondition],
     ) -> Result<AppendResult, AppendError> {
         if events.is_empty() {
             return Err(AppendError::NoEvents);
@@ -339,9 +344,12 @@ impl EventStore for PgEventStore {
         };
         let (reply, answer) = oneshot::channel();
         let request = AppendRequest {
-            stream: stream.clone(),
-            expected,
-            events,
+            append: Append {
+                stream: stream.clone(),
+                expected,
+                events,
+                preconditions: preconditions.to_vec(),
+            },
             reply,
         };
         let stopped = || AppendError::Store(StoreError::Backend("the log writer stopped".into()));
@@ -350,7 +358,9 @@ impl EventStore for PgEventStore {
         match &result {
             Ok(_) => metrics::histogram!("keryu_event_store_append_duration_seconds")
                 .record(started.elapsed().as_secs_f64()),
-            Err(AppendError::WrongExpectedVersion { .. }) => {
+            Err(
+                AppendError::WrongExpectedVersion { .. } | AppendError::PreconditionFailed { .. },
+            ) => {
                 metrics::counter!("keryu_event_store_conflicts_total").increment(1);
             }
             Err(_) => {}

@@ -8,9 +8,10 @@
 //! extra latency; under load, the round trips and the commit are shared by the whole group.
 //!
 //! Each append keeps its own contract, decided in queue order inside the transaction: the
-//! expected version is checked against the stream as left by the appends before it (in the
-//! store or earlier in the same group), event ids already stored — or appended earlier in the
-//! group — return the first result, and a refused append changes nothing. Positions follow the
+//! expected version, and the versions its preconditions expect of other streams, are checked
+//! against the streams as left by the appends before it (in the store or earlier in the same
+//! group), event ids already stored — or appended earlier in the group — return the first
+//! result, and a refused append changes nothing. Positions follow the
 //! queue order, and the whole group becomes visible at one commit, under the same write lock
 //! as any single append: a reader can never see a later position before an earlier one. When
 //! the transaction fails, every append of the group that would have written gets the error;
@@ -25,7 +26,8 @@ use uuid::Uuid;
 
 use super::event_store::backend;
 use crate::event_store::{
-    AppendError, AppendResult, ExpectedVersion, NewEvent, Position, StoreError, StreamName,
+    AppendError, AppendResult, ExpectedVersion, NewEvent, Position, Precondition, StoreError,
+    StreamName,
 };
 
 /// Most appends one transaction takes.
@@ -35,10 +37,16 @@ const QUEUE: usize = 4096;
 
 /// One caller's append, with where to send its answer.
 pub(super) struct AppendRequest {
+    pub(super) append: Append,
+    pub(super) reply: oneshot::Sender<Result<AppendResult, AppendError>>,
+}
+
+/// What one caller asked to append, and on what conditions.
+pub(super) struct Append {
     pub(super) stream: StreamName,
     pub(super) expected: ExpectedVersion,
     pub(super) events: Vec<NewEvent>,
-    pub(super) reply: oneshot::Sender<Result<AppendResult, AppendError>>,
+    pub(super) preconditions: Vec<Precondition>,
 }
 
 /// Starts the writer of `pool`'s log; it stops when every sender is gone or `pool` is closed.
@@ -139,12 +147,7 @@ struct Rows {
 async fn commit_group(connection: &mut PgConnection, group: Vec<AppendRequest>) -> bool {
     let (requests, replies): (Vec<_>, Vec<_>) = group
         .into_iter()
-        .map(|request| {
-            (
-                (request.stream, request.expected, request.events),
-                request.reply,
-            )
-        })
+        .map(|request| (request.append, request.reply))
         .unzip();
     match write(connection, &requests).await {
         Ok(answers) => {
@@ -171,13 +174,11 @@ fn refuse(replies: Vec<oneshot::Sender<Result<AppendResult, AppendError>>>, reas
     }
 }
 
-type Request = (StreamName, ExpectedVersion, Vec<NewEvent>);
-
 /// Decides every request of the group, writes what was accepted, commits, and returns one
 /// answer per request in order.
 async fn write(
     connection: &mut PgConnection,
-    requests: &[Request],
+    requests: &[Append],
 ) -> Result<Vec<Result<AppendResult, AppendError>>, AppendError> {
     // Round trips are what a group spends most of its lock hold on, so the write lock is taken
     // by the BEGIN itself, and one query answers both lookups. The lookups must use the unique
@@ -191,13 +192,26 @@ async fn write(
 
     let all_ids: Vec<Uuid> = requests
         .iter()
-        .flat_map(|(_, _, events)| events.iter().map(|event| event.event_id))
+        .flat_map(|append| append.events.iter().map(|event| event.event_id))
         .collect();
-    let mut stream_names: Vec<&str> = requests.iter().map(|(s, _, _)| s.as_str()).collect();
+    // The streams appended to and those the preconditions are about: one lookup for both.
+    let mut stream_names: Vec<&str> = requests
+        .iter()
+        .flat_map(|append| {
+            std::iter::once(&append.stream)
+                .chain(
+                    append
+                        .preconditions
+                        .iter()
+                        .map(|condition| &condition.stream),
+                )
+                .map(StreamName::as_str)
+        })
+        .collect();
     stream_names.sort_unstable();
     stream_names.dedup();
     // Rows with an event id are stored events among the group's ids; rows without one are the
-    // last version of each of the group's streams.
+    // last version of each of the group's streams (appended to or named by a precondition).
     let found: Vec<(Option<Uuid>, String, i64, Option<i64>)> = sqlx::query_as(
         "SELECT event_id, stream_name, stream_version, global_position FROM events \
          WHERE event_id = ANY($1) \
@@ -227,21 +241,14 @@ async fn write(
     // Ids appended earlier in this group: (stream, version).
     let mut in_group: HashMap<Uuid, (String, i64)> = HashMap::new();
     let mut decisions = Vec::with_capacity(requests.len());
-    for (stream, expected, events) in requests {
-        let decision = decide(
-            stream,
-            *expected,
-            events,
-            &stored,
-            &in_group,
-            &mut last_versions,
-        );
+    for append in requests {
+        let decision = decide(append, &stored, &in_group, &mut last_versions);
         if let Decision::Write { last_version, .. } = &decision {
-            let first_version = last_version + 1 - events.len() as i64;
-            for (offset, event) in events.iter().enumerate() {
+            let first_version = last_version + 1 - append.events.len() as i64;
+            for (offset, event) in append.events.iter().enumerate() {
                 let version = first_version + offset as i64;
-                in_group.insert(event.event_id, (stream.as_str().to_owned(), version));
-                rows.push(stream, version, event)?;
+                in_group.insert(event.event_id, (append.stream.as_str().to_owned(), version));
+                rows.push(&append.stream, version, event)?;
             }
         }
         decisions.push(decision);
@@ -277,13 +284,17 @@ async fn write(
 
 /// One request against the log as left by the requests before it.
 fn decide(
-    stream: &StreamName,
-    expected: ExpectedVersion,
-    events: &[NewEvent],
+    append: &Append,
     stored: &HashMap<Uuid, (String, i64, i64)>,
     in_group: &HashMap<Uuid, (String, i64)>,
     last_versions: &mut HashMap<String, i64>,
 ) -> Decision {
+    let Append {
+        stream,
+        expected,
+        events,
+        preconditions,
+    } = append;
     let Some(last_event) = events.last().map(|event| event.event_id) else {
         return Decision::Answer(Err(AppendError::NoEvents));
     };
@@ -331,15 +342,28 @@ fn decide(
             })),
         };
     }
-    let actual = last_versions
-        .get(stream.as_str())
-        .map(|version| version.unsigned_abs());
+    let version_of = |stream: &StreamName| {
+        last_versions
+            .get(stream.as_str())
+            .map(|version| version.unsigned_abs())
+    };
+    let actual = version_of(stream);
     if !expected.accepts(actual) {
         return Decision::Answer(Err(AppendError::WrongExpectedVersion {
             stream: stream.clone(),
-            expected,
+            expected: *expected,
             actual,
         }));
+    }
+    for condition in preconditions {
+        let actual = version_of(&condition.stream);
+        if !condition.expected.accepts(actual) {
+            return Decision::Answer(Err(AppendError::PreconditionFailed {
+                stream: condition.stream.clone(),
+                expected: condition.expected,
+                actual,
+            }));
+        }
     }
     let last_version = actual.map_or(-1, |version| version as i64) + events.len() as i64;
     last_versions.insert(stream.as_str().to_owned(), last_version);
@@ -402,4 +426,107 @@ async fn insert(
     .await
     .map_err(backend)?;
     Ok(inserted.into_iter().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event_store::EventMetadata;
+
+    fn append(stream: &StreamName, expected: ExpectedVersion, on: &[(&StreamName, u64)]) -> Append {
+        Append {
+            stream: stream.clone(),
+            expected,
+            events: vec![NewEvent {
+                event_id: Uuid::now_v7(),
+                event_type: "TestHappened".to_owned(),
+                schema_version: 1,
+                data: serde_json::json!({}),
+                metadata: EventMetadata::default(),
+                personal: None,
+            }],
+            preconditions: on
+                .iter()
+                .map(|(stream, version)| Precondition {
+                    stream: (*stream).clone(),
+                    expected: ExpectedVersion::Exact(*version),
+                })
+                .collect(),
+        }
+    }
+
+    fn stream(category: &str) -> StreamName {
+        StreamName::new(category, Uuid::now_v7()).expect("valid stream name")
+    }
+
+    /// One group, decided in order: a precondition sees the stream as the appends before it in
+    /// the group left it, and the append it refuses leaves the others of the group alone.
+    #[sqlx::test(migrator = "crate::postgres::MIGRATOR")]
+    async fn a_failed_precondition_refuses_only_its_own_append(pool: PgPool) {
+        let mut connection = pool.acquire().await.expect("connection");
+        let (subject, other) = (stream("subject"), stream("subject"));
+        let created = write(
+            &mut connection,
+            &[
+                append(&subject, ExpectedVersion::NoStream, &[]),
+                append(&other, ExpectedVersion::NoStream, &[]),
+            ],
+        )
+        .await
+        .expect("the setup group");
+        assert!(created.iter().all(Result::is_ok), "{created:?}");
+
+        let stale = stream("notification");
+        let group = [
+            append(&subject, ExpectedVersion::Exact(0), &[]),
+            append(&stale, ExpectedVersion::NoStream, &[(&subject, 0)]),
+            append(
+                &stream("notification"),
+                ExpectedVersion::NoStream,
+                &[(&subject, 1)],
+            ),
+            append(
+                &stream("notification"),
+                ExpectedVersion::NoStream,
+                &[(&other, 0)],
+            ),
+            append(
+                &stream("notification"),
+                ExpectedVersion::NoStream,
+                &[(&other, 0), (&subject, 1)],
+            ),
+        ];
+        let answers = write(&mut connection, &group).await.expect("the group");
+
+        let [moved, refused, fresh, elsewhere, both] = answers.as_slice() else {
+            panic!("one answer per append: {answers:?}");
+        };
+        assert_eq!(moved.as_ref().map(|a| a.last_version).ok(), Some(1));
+        assert!(
+            matches!(
+                refused,
+                Err(AppendError::PreconditionFailed {
+                    stream,
+                    expected: ExpectedVersion::Exact(0),
+                    actual: Some(1),
+                }) if *stream == subject
+            ),
+            "{refused:?}"
+        );
+        for accepted in [fresh, elsewhere, both] {
+            assert!(accepted.is_ok(), "{accepted:?}");
+        }
+        let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+        assert_eq!(stored, 2 + 4, "everything but the refused append");
+        let refused_rows: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM events WHERE stream_name = $1")
+                .bind(stale.as_str())
+                .fetch_one(&pool)
+                .await
+                .expect("count");
+        assert_eq!(refused_rows, 0);
+    }
 }

@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use keryu_infra::event_store::{AppendError, EventStore, ExpectedVersion, Position};
+use keryu_infra::event_store::{AppendError, EventStore, ExpectedVersion, Position, Precondition};
 use uuid::Uuid;
 
 use crate::support::{assert_same_event, event, events, next_within, stream};
@@ -149,6 +149,95 @@ pub async fn retrying_an_append_returns_the_first_result(store: &impl EventStore
         store.read_stream(&name, 0, 100).await.expect("read").len(),
         3
     );
+}
+
+pub async fn a_precondition_on_another_stream_guards_the_append(store: &impl EventStore) {
+    let subject = stream("subject");
+    store
+        .append(&subject, ExpectedVersion::NoStream, events(2))
+        .await
+        .expect("the subject at version 1");
+    let at = |version| {
+        [Precondition {
+            stream: subject.clone(),
+            expected: ExpectedVersion::Exact(version),
+        }]
+    };
+
+    let notification = stream("notification");
+    let batch = events(1);
+    let first = store
+        .append_if(
+            &notification,
+            ExpectedVersion::NoStream,
+            batch.clone(),
+            &at(1),
+        )
+        .await
+        .expect("the subject is still at version 1");
+    assert_eq!(first.last_version, 0);
+
+    store
+        .append(&subject, ExpectedVersion::Exact(1), events(1))
+        .await
+        .expect("the subject moves to version 2");
+    let stale = stream("notification");
+    let refused = store
+        .append_if(&stale, ExpectedVersion::NoStream, events(1), &at(1))
+        .await;
+    assert!(
+        matches!(
+            &refused,
+            Err(AppendError::PreconditionFailed {
+                stream,
+                expected: ExpectedVersion::Exact(1),
+                actual: Some(2),
+            }) if *stream == subject
+        ),
+        "{refused:?}"
+    );
+    assert!(
+        store
+            .read_stream(&stale, 0, 100)
+            .await
+            .expect("read")
+            .is_empty(),
+        "a refused append writes nothing"
+    );
+    let missing = store
+        .append_if(
+            &stream("notification"),
+            ExpectedVersion::NoStream,
+            events(1),
+            &[Precondition {
+                stream: stream("subject"),
+                expected: ExpectedVersion::Exact(0),
+            }],
+        )
+        .await;
+    assert!(
+        matches!(
+            missing,
+            Err(AppendError::PreconditionFailed { actual: None, .. })
+        ),
+        "{missing:?}"
+    );
+
+    // A retry of the first append was checked when it was written: same answer.
+    let retried = store
+        .append_if(&notification, ExpectedVersion::NoStream, batch, &at(1))
+        .await
+        .expect("a retry is not an error");
+    assert_eq!(retried, first);
+    let fresh = store
+        .append_if(
+            &stream("notification"),
+            ExpectedVersion::NoStream,
+            events(1),
+            &at(2),
+        )
+        .await;
+    assert!(fresh.is_ok(), "{fresh:?}");
 }
 
 pub async fn reusing_some_event_ids_is_a_conflict(store: &impl EventStore) {

@@ -35,6 +35,7 @@ conformance_suite!(
     an_empty_append_is_refused,
     retrying_an_append_returns_the_first_result,
     reusing_some_event_ids_is_a_conflict,
+    a_precondition_on_another_stream_guards_the_append,
     reads_a_stream_from_a_version_with_a_limit,
     reads_the_global_log_in_pages,
     concurrent_writers_to_one_stream_never_both_win,
