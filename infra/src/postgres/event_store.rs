@@ -63,7 +63,7 @@ impl Default for SubscriptionOptions {
         SubscriptionOptions {
             page_size: 500,
             poll_interval: Duration::from_secs(1),
-            tail_events: 4096,
+            tail_events: 1024,
         }
     }
 }
