@@ -159,9 +159,12 @@ impl PgEventStore {
 
     /// Appends inside a transaction the caller owns and later commits.
     ///
-    /// This is the whole append protocol; [`EventStore::append`] merely wraps it in a transaction
-    /// of its own. The caller holds the log's write lock from this call until it commits, so it
-    /// must commit promptly and never wait on anything outside the database meanwhile.
+    /// The append protocol for one stream in one transaction, for callers that write many
+    /// streams at once (the benchmark's log generator, tests). [`EventStore::append`] and
+    /// [`EventStore::append_if`] go through the group commit instead, which decides the same
+    /// way for many appends in one transaction (`group_commit.rs`). The caller holds the log's
+    /// write lock from this call until it commits, so it must commit promptly and never wait
+    /// on anything outside the database meanwhile. It checks no [`Precondition`].
     ///
     /// It writes `events` as they are: their personal data must already be sealed
     /// ([`Vault::seal`]).
