@@ -187,9 +187,34 @@ impl World {
         self.store.head_position().await.expect("head").0
     }
 
-    /// Waits until the read model has applied everything appended so far.
+    /// Waits until every read model has applied everything appended so far: the
+    /// notifications one through the API's `min_position`, the others (which follow the log
+    /// each at its own pace) through their checkpoints.
     async fn settled(&self, token: &str) {
         let head = self.head().await;
+        for schema in [
+            "projection_subjects",
+            "projection_directory",
+            "projection_alarms",
+        ] {
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(5);
+            loop {
+                let position: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "SELECT position FROM {schema}.checkpoint"
+                )))
+                .fetch_one(self.store.pool())
+                .await
+                .expect("checkpoint");
+                if position.unsigned_abs() >= head {
+                    break;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{schema} did not reach {head}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
         let (status, position, _) = self
             .get(
                 &format!("/api/notifications?min_position={head}&limit=1"),
