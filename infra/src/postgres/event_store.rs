@@ -122,10 +122,12 @@ impl PgEventStore {
         Ok(events)
     }
 
-    /// The same store with other subscription settings.
+    /// The same store with other subscription settings, and a tail of its own: a tail already
+    /// read for the old settings keeps them, so it is not shared with this store.
     #[must_use]
     pub fn with_subscription_options(mut self, options: SubscriptionOptions) -> Self {
         self.subscription = options;
+        self.tail = Arc::new(Mutex::new(Weak::new()));
         self
     }
 
