@@ -7,15 +7,16 @@
 //! at once (up to [`MAX_REQUESTS`]). An idle writer starts at once, so a lone append pays no
 //! extra latency; under load, the round trips and the commit are shared by the whole group.
 //!
-//! Each append keeps its own contract, decided in queue order inside the transaction: the
-//! expected version, and the versions its preconditions expect of other streams, are checked
-//! against the streams as left by the appends before it (in the store or earlier in the same
-//! group), event ids already stored — or appended earlier in the group — return the first
-//! result, and a refused append changes nothing. Positions follow the
-//! queue order, and the whole group becomes visible at one commit, under the same write lock
-//! as any single append: a reader can never see a later position before an earlier one. When
-//! the transaction fails, every append of the group that would have written gets the error;
-//! nothing of the group is stored.
+//! Each append keeps its own contract, decided in queue order against one snapshot of the log:
+//! the expected version, and the versions its preconditions expect of other streams, are
+//! checked against the streams as left by the appends before it (in the store or earlier in the
+//! same group), event ids already stored — or appended earlier in the group — return the first
+//! result, and a refused append changes nothing. The rows are written only if the log's head is
+//! still the snapshot's once the write lock is held; otherwise the group is decided again (see
+//! [`write`]). Positions follow the queue order, and the whole group becomes visible at one
+//! commit, under the same write lock as any single append: a reader can never see a later
+//! position before an earlier one. When the transaction fails, every append of the group that
+//! would have written gets the error; nothing of the group is stored.
 
 use std::collections::HashMap;
 
@@ -98,7 +99,7 @@ async fn write_groups(
         let group = std::mem::take(&mut group);
         let connected = match connection.take() {
             Some(connected) => Ok(connected),
-            None => PgConnection::connect_with(options).await,
+            None => connect(options).await,
         };
         connection = match connected {
             Ok(mut connected) => commit_group(&mut connected, group)
@@ -118,6 +119,18 @@ async fn write_groups(
     {
         tracing::debug!(%error, "the log writer's connection did not close cleanly");
     }
+}
+
+/// Opens the writer's connection. Its queries are lookups by unique index, and the planner of
+/// a table never analysed (autovacuum off, a fresh database) may pick a sequential scan for
+/// `= ANY(…)` instead, which would read the whole log for every group: sequential scans are off
+/// for this connection.
+async fn connect(options: &PgConnectOptions) -> sqlx::Result<PgConnection> {
+    let mut connection = PgConnection::connect_with(options).await?;
+    sqlx::raw_sql("SET enable_seqscan = off")
+        .execute(&mut connection)
+        .await?;
+    Ok(connection)
 }
 
 /// What became of one request while deciding the group.
@@ -168,33 +181,66 @@ async fn commit_group(connection: &mut PgConnection, group: Vec<AppendRequest>) 
 /// is not Clone).
 fn refuse(replies: Vec<oneshot::Sender<Result<AppendResult, AppendError>>>, reason: &str) {
     for reply in replies {
-        let _ = reply.send(Err(AppendError::Store(StoreError::Backend(
-            reason.to_owned().into(),
-        ))));
+        let _ = reply.send(Err(backend_message(reason)));
     }
 }
 
 /// Decides every request of the group, writes what was accepted, commits, and returns one
 /// answer per request in order.
+///
+/// Round trips are what a group spends most of its time on, and every other writer of the log
+/// waits while one holds the write lock. So the lookup its decisions rest on is made without
+/// the lock, and the rows are sent with the log's head as that lookup saw it: the write takes
+/// the lock, checks the head and commits in one round trip (`keryu_append_at_head`, migration
+/// 0010). Only when another process appended in between is the group decided again, this time
+/// with the lock taken before the lookup.
 async fn write(
     connection: &mut PgConnection,
     requests: &[Append],
 ) -> Result<Vec<Result<AppendResult, AppendError>>, AppendError> {
-    // Round trips are what a group spends most of its lock hold on, so the write lock is taken
-    // by the BEGIN itself, and one query answers both lookups. The lookups must use the unique
-    // indexes whatever the planner's statistics say: on a table never analysed (autovacuum
-    // off, a fresh database) it may pick a sequential scan for `= ANY(…)`, and every append
-    // then reads the whole log.
+    let seen = look_up(&mut *connection, requests).await?;
+    let decided = Decided::of(requests, seen.stored, seen.last_versions)?;
+    if let Some(positions) = insert_at_head(&mut *connection, seen.head, &decided.rows).await? {
+        return decided.answers(&positions);
+    }
+    tracing::debug!("the log moved since the group's lookup; deciding it again under the lock");
     let mut transaction = connection
-        .begin_with("BEGIN; SELECT keryu_lock_event_log(); SET LOCAL enable_seqscan = off")
+        .begin_with("BEGIN; SELECT keryu_lock_event_log()")
         .await
         .map_err(backend)?;
+    let seen = look_up(&mut *transaction, requests).await?;
+    let decided = Decided::of(requests, seen.stored, seen.last_versions)?;
+    let positions = insert_at_head(&mut *transaction, seen.head, &decided.rows)
+        .await?
+        .ok_or_else(|| backend_message("the log moved while its write lock was held"))?;
+    transaction.commit().await.map_err(backend)?;
+    decided.answers(&positions)
+}
 
+/// What a group's decisions rest on, read in one snapshot.
+struct Seen {
+    /// Stored events among the group's ids: (stream, version, position).
+    stored: HashMap<Uuid, (String, i64, i64)>,
+    /// The last version of each stream the group appends to or names in a precondition.
+    last_versions: HashMap<String, i64>,
+    /// The log's last position (0 when empty), to tell whether anything was appended since.
+    head: i64,
+}
+
+/// A row of [`look_up`]'s answer: event id, stream name, stream version, global position.
+type LookupRow = (Option<Uuid>, Option<String>, Option<i64>, Option<i64>);
+
+/// Reads, in one query and so one snapshot, everything the group's decisions rest on.
+/// On the writer's connection, it uses the unique indexes whatever the statistics say
+/// ([`connect`]).
+async fn look_up(
+    executor: impl sqlx::PgExecutor<'_>,
+    requests: &[Append],
+) -> Result<Seen, AppendError> {
     let all_ids: Vec<Uuid> = requests
         .iter()
         .flat_map(|append| append.events.iter().map(|event| event.event_id))
         .collect();
-    // The streams appended to and those the preconditions are about: one lookup for both.
     let mut stream_names: Vec<&str> = requests
         .iter()
         .flat_map(|append| {
@@ -210,76 +256,107 @@ async fn write(
         .collect();
     stream_names.sort_unstable();
     stream_names.dedup();
-    // Rows with an event id are stored events among the group's ids; rows without one are the
-    // last version of each of the group's streams (appended to or named by a precondition).
-    let found: Vec<(Option<Uuid>, String, i64, Option<i64>)> = sqlx::query_as(
+    // Three kinds of rows: a stored event among the group's ids (an id and a position), the
+    // last version of one of the group's streams (a stream but no id), the head (only a
+    // position).
+    let found: Vec<LookupRow> = sqlx::query_as(
         "SELECT event_id, stream_name, stream_version, global_position FROM events \
          WHERE event_id = ANY($1) \
          UNION ALL \
          SELECT NULL, stream_name, max(stream_version), NULL FROM events \
-         WHERE stream_name = ANY($2) GROUP BY stream_name",
+         WHERE stream_name = ANY($2) GROUP BY stream_name \
+         UNION ALL \
+         SELECT NULL, NULL, NULL, coalesce(max(global_position), 0) FROM events",
     )
     .bind(&all_ids)
     .bind(&stream_names)
-    .fetch_all(&mut *transaction)
+    .fetch_all(executor)
     .await
     .map_err(backend)?;
-    let mut stored: HashMap<Uuid, (String, i64, i64)> = HashMap::new();
-    let mut last_versions: HashMap<String, i64> = HashMap::new();
-    for (event_id, stream, version, position) in found {
-        match (event_id, position) {
-            (Some(id), Some(position)) => {
-                stored.insert(id, (stream, version, position));
+    let mut seen = Seen {
+        stored: HashMap::new(),
+        last_versions: HashMap::new(),
+        head: 0,
+    };
+    for row in found {
+        match row {
+            (Some(id), Some(stream), Some(version), Some(position)) => {
+                seen.stored.insert(id, (stream, version, position));
             }
-            _ => {
-                last_versions.insert(stream, version);
+            (None, Some(stream), Some(version), None) => {
+                seen.last_versions.insert(stream, version);
+            }
+            (None, None, None, Some(head)) => seen.head = head,
+            other => {
+                return Err(backend_message(&format!(
+                    "unexpected row in the group's lookup: {other:?}"
+                )));
             }
         }
     }
+    Ok(seen)
+}
 
-    let mut rows = Rows::default();
-    // Ids appended earlier in this group: (stream, version).
-    let mut in_group: HashMap<Uuid, (String, i64)> = HashMap::new();
-    let mut decisions = Vec::with_capacity(requests.len());
-    for append in requests {
-        let decision = decide(append, &stored, &in_group, &mut last_versions);
-        if let Decision::Write { last_version, .. } = &decision {
-            let first_version = last_version + 1 - append.events.len() as i64;
-            for (offset, event) in append.events.iter().enumerate() {
-                let version = first_version + offset as i64;
-                in_group.insert(event.event_id, (append.stream.as_str().to_owned(), version));
-                rows.push(&append.stream, version, event)?;
+/// The group decided: one decision per request, and the rows of those that write.
+struct Decided {
+    decisions: Vec<Decision>,
+    rows: Rows,
+}
+
+impl Decided {
+    /// Decides every request in queue order against what the lookup found, each seeing the log
+    /// as the requests before it left it.
+    fn of(
+        requests: &[Append],
+        stored: HashMap<Uuid, (String, i64, i64)>,
+        mut last_versions: HashMap<String, i64>,
+    ) -> Result<Self, AppendError> {
+        let mut rows = Rows::default();
+        // Ids appended earlier in this group: (stream, version).
+        let mut in_group: HashMap<Uuid, (String, i64)> = HashMap::new();
+        let mut decisions = Vec::with_capacity(requests.len());
+        for append in requests {
+            let decision = decide(append, &stored, &in_group, &mut last_versions);
+            if let Decision::Write { last_version, .. } = &decision {
+                let first_version = last_version + 1 - append.events.len() as i64;
+                for (offset, event) in append.events.iter().enumerate() {
+                    let version = first_version + offset as i64;
+                    in_group.insert(event.event_id, (append.stream.as_str().to_owned(), version));
+                    rows.push(&append.stream, version, event)?;
+                }
             }
+            decisions.push(decision);
         }
-        decisions.push(decision);
+        Ok(Self { decisions, rows })
     }
 
-    let positions = insert(&mut transaction, &rows).await?;
-    transaction.commit().await.map_err(backend)?;
-    Ok(decisions
-        .into_iter()
-        .map(|decision| match decision {
-            Decision::Answer(answer) => answer,
-            Decision::Write {
-                last_event,
-                last_version,
-            }
-            | Decision::SameAs {
-                last_event,
-                last_version,
-            } => positions
-                .get(&last_event)
-                .map(|position| AppendResult {
-                    last_version: last_version.unsigned_abs(),
-                    last_position: Position(position.unsigned_abs()),
-                })
-                .ok_or_else(|| {
-                    AppendError::Store(StoreError::Backend(
-                        "an appended event has no position".into(),
-                    ))
-                }),
-        })
-        .collect())
+    /// One answer per request, in order, once the rows are stored at `positions`.
+    fn answers(
+        self,
+        positions: &HashMap<Uuid, i64>,
+    ) -> Result<Vec<Result<AppendResult, AppendError>>, AppendError> {
+        Ok(self
+            .decisions
+            .into_iter()
+            .map(|decision| match decision {
+                Decision::Answer(answer) => answer,
+                Decision::Write {
+                    last_event,
+                    last_version,
+                }
+                | Decision::SameAs {
+                    last_event,
+                    last_version,
+                } => positions
+                    .get(&last_event)
+                    .map(|position| AppendResult {
+                        last_version: last_version.unsigned_abs(),
+                        last_position: Position(position.unsigned_abs()),
+                    })
+                    .ok_or_else(|| backend_message("an appended event has no position")),
+            })
+            .collect())
+    }
 }
 
 /// One request against the log as left by the requests before it.
@@ -394,38 +471,36 @@ impl Rows {
     }
 }
 
-/// Writes every accepted row with one statement, positions in row order; returns each event's
-/// position.
-async fn insert(
-    transaction: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+/// Writes every row with one statement, positions in row order, if the log's head is still
+/// `seen_head`; returns each event's position, or `None` when the head moved and nothing was
+/// written. Outside a transaction, this is the whole of a commit in one round trip.
+async fn insert_at_head(
+    executor: impl sqlx::PgExecutor<'_>,
+    seen_head: i64,
     rows: &Rows,
-) -> Result<HashMap<Uuid, i64>, AppendError> {
+) -> Result<Option<HashMap<Uuid, i64>>, AppendError> {
     if rows.event_ids.is_empty() {
-        return Ok(HashMap::new());
+        return Ok(Some(HashMap::new()));
     }
-    let inserted: Vec<(Uuid, i64)> = sqlx::query_as(
-        "INSERT INTO events \
-             (stream_name, stream_version, event_id, event_type, schema_version, data, metadata) \
-         SELECT row.stream_name, row.stream_version, row.event_id, row.event_type, \
-                row.schema_version, row.data::jsonb, row.metadata::jsonb \
-         FROM unnest($1::text[], $2::int8[], $3::uuid[], $4::text[], $5::int4[], $6::text[], \
-                     $7::text[]) \
-              WITH ORDINALITY AS row(stream_name, stream_version, event_id, event_type, \
-                                     schema_version, data, metadata, ordinality) \
-         ORDER BY row.ordinality \
-         RETURNING event_id, global_position",
-    )
-    .bind(&rows.streams)
-    .bind(&rows.versions)
-    .bind(&rows.event_ids)
-    .bind(&rows.event_types)
-    .bind(&rows.schema_versions)
-    .bind(&rows.data)
-    .bind(&rows.metadata)
-    .fetch_all(&mut **transaction)
-    .await
-    .map_err(backend)?;
-    Ok(inserted.into_iter().collect())
+    let inserted: Vec<(Uuid, i64)> =
+        sqlx::query_as("SELECT * FROM keryu_append_at_head($1, $2, $3, $4, $5, $6, $7, $8)")
+            .bind(seen_head)
+            .bind(&rows.streams)
+            .bind(&rows.versions)
+            .bind(&rows.event_ids)
+            .bind(&rows.event_types)
+            .bind(&rows.schema_versions)
+            .bind(&rows.data)
+            .bind(&rows.metadata)
+            .fetch_all(executor)
+            .await
+            .map_err(backend)?;
+    Ok((!inserted.is_empty()).then(|| inserted.into_iter().collect()))
+}
+
+/// A failure of the store that is not a database error.
+fn backend_message(message: &str) -> AppendError {
+    AppendError::Store(StoreError::Backend(message.to_owned().into()))
 }
 
 #[cfg(test)]

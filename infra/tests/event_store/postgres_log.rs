@@ -98,6 +98,125 @@ async fn a_follower_never_passes_an_append_that_commits_late(pool: PgPool) {
     assert!(b.last_position > a.last_position);
 }
 
+/// The log writer decides a group on a lookup made without the write lock. Here another
+/// writer (A, holding the lock) creates a stream after that lookup and before the group's
+/// write: the group must then be decided again, not written on what it saw — so the append to
+/// A's stream is refused as a wrong expected version, and the rest of the group still goes in.
+#[sqlx::test(migrator = "keryu_infra::postgres::MIGRATOR")]
+async fn a_group_is_decided_again_when_the_log_moved_since_its_lookup(pool: PgPool) {
+    use keryu_infra::event_store::AppendError;
+
+    let store = PgEventStore::new(pool.clone(), MasterKey::development());
+    let contested = stream("subject");
+    let mut transaction_a = pool.begin().await.expect("begin A");
+    PgEventStore::append_in(
+        &mut transaction_a,
+        &contested,
+        ExpectedVersion::NoStream,
+        &[event(1)],
+    )
+    .await
+    .expect("A appends");
+
+    let group = [contested.clone(), stream("subject")].map(|target| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .append(&target, ExpectedVersion::NoStream, vec![event(2)])
+                .await
+        })
+    });
+    // The group's lookup does not wait for A (it takes no lock) and misses A's stream; its
+    // write waits for A's lock.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(group.iter().all(|append| !append.is_finished()));
+    transaction_a.commit().await.expect("commit A");
+
+    let [on_contested, elsewhere] = group;
+    let on_contested = on_contested.await.expect("task");
+    assert!(
+        matches!(
+            on_contested,
+            Err(AppendError::WrongExpectedVersion {
+                actual: Some(0),
+                ..
+            })
+        ),
+        "{on_contested:?}"
+    );
+    assert_eq!(
+        elsewhere
+            .await
+            .expect("task")
+            .expect("appends")
+            .last_version,
+        0
+    );
+    let contested_events = store
+        .read_stream(&contested, 0, 10)
+        .await
+        .expect("read the stream");
+    assert_eq!(contested_events.len(), 1, "only A's event");
+}
+
+/// Two processes (two stores, each with its own log writer) race for the same versions: their
+/// lookups keep overlapping each other's writes, yet each version is won once, and every
+/// append to a stream of its own goes in.
+#[sqlx::test(migrator = "keryu_infra::postgres::MIGRATOR")]
+async fn writers_of_two_processes_never_both_win_a_version(pool: PgPool) {
+    let stores = [(); 2].map(|()| PgEventStore::new(pool.clone(), MasterKey::development()));
+    let shared = stream("notification");
+    stores[0]
+        .append(&shared, ExpectedVersion::NoStream, vec![event(0)])
+        .await
+        .expect("the shared stream starts at version 0");
+    let mut tasks = tokio::task::JoinSet::new();
+    for round in 0..10_u64 {
+        for n in 0..20_u64 {
+            let store = stores[(n % 2) as usize].clone();
+            let shared = shared.clone();
+            tasks.spawn(async move {
+                let won = store
+                    .append(&shared, ExpectedVersion::Exact(round), vec![event(n)])
+                    .await
+                    .is_ok();
+                let own = store
+                    .append(
+                        &stream("subject"),
+                        ExpectedVersion::NoStream,
+                        vec![event(n)],
+                    )
+                    .await;
+                (won, own.is_ok())
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let (mut own_appends, mut wins) = (0, 0);
+    while let Some(joined) = tasks.join_next().await {
+        let (won, own) = joined.expect("task");
+        assert!(own, "an append to a new stream of its own was refused");
+        own_appends += 1;
+        wins += usize::from(won);
+    }
+    let shared_events = stores[0]
+        .read_stream(&shared, 0, 100)
+        .await
+        .expect("read the shared stream");
+    let versions: Vec<u64> = shared_events.iter().map(|event| event.version).collect();
+    assert_eq!(versions, (0..versions.len() as u64).collect::<Vec<_>>());
+    assert_eq!(
+        wins,
+        versions.len() - 1,
+        "every win is stored, nothing else"
+    );
+    let log = stores[1]
+        .read_all(Position::START, 10_000)
+        .await
+        .expect("log");
+    assert_eq!(log.len(), own_appends + shared_events.len());
+}
+
 /// The subscriptions of a store share one reader of the log's tail, which keeps only the newest
 /// events: a subscription behind them reads the table until it reaches them, one started later
 /// joins the same tail, and neither loses nor repeats an event.
