@@ -226,6 +226,11 @@ fn describe() {
         "Appends committed together in one transaction (group commit)"
     );
     describe_counter!(
+        "keryu_event_store_groups_decided_again_total",
+        "Groups of appends decided again under the write lock because another process \
+         appended to one of their streams after their lookup (write contention between replicas)"
+    );
+    describe_counter!(
         "keryu_event_store_conflicts_total",
         "Appends refused because the stream, or one a precondition names, moved (optimistic concurrency)"
     );

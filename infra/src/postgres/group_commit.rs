@@ -11,9 +11,9 @@
 //! the expected version, and the versions its preconditions expect of other streams, are
 //! checked against the streams as left by the appends before it (in the store or earlier in the
 //! same group), event ids already stored — or appended earlier in the group — return the first
-//! result, and a refused append changes nothing. The rows are written only if the log's head is
-//! still the snapshot's once the write lock is held; otherwise the group is decided again (see
-//! [`write`]). Positions follow the queue order, and the whole group becomes visible at one
+//! result, and a refused append changes nothing. The rows are written only if, once the write
+//! lock is held, nothing appended since the snapshot touches the streams or ids it read;
+//! otherwise the group is decided again (see [`write`]). Positions follow the queue order, and the whole group becomes visible at one
 //! commit, under the same write lock as any single append: a reader can never see a later
 //! position before an earlier one. When the transaction fails, every append of the group that
 //! would have written gets the error; nothing of the group is stored.
@@ -191,39 +191,45 @@ fn refuse(replies: Vec<oneshot::Sender<Result<AppendResult, AppendError>>>, reas
 /// Round trips are what a group spends most of its time on, and every other writer of the log
 /// waits while one holds the write lock. So the lookup its decisions rest on is made without
 /// the lock, and the rows are sent with the log's head as that lookup saw it: the write takes
-/// the lock, checks the head and commits in one round trip (`keryu_append_at_head`, migration
-/// 0010). Only when another process appended in between is the group decided again, this time
+/// the lock, checks that nothing appended since touched what the lookup read, and commits, in
+/// one round trip (`keryu_append_if_unchanged`, migration 0010). Only when another process
+/// appended to one of the group's streams in between is the group decided again, this time
 /// with the lock taken before the lookup.
 async fn write(
     connection: &mut PgConnection,
     requests: &[Append],
 ) -> Result<Vec<Result<AppendResult, AppendError>>, AppendError> {
     let seen = look_up(&mut *connection, requests).await?;
-    let decided = Decided::of(requests, seen.stored, seen.last_versions)?;
-    if let Some(positions) = insert_at_head(&mut *connection, seen.head, &decided.rows).await? {
+    let decided = Decided::of(requests, &seen)?;
+    if let Some(positions) = insert_if_unchanged(&mut *connection, &seen, &decided.rows).await? {
         return decided.answers(&positions);
     }
-    tracing::debug!("the log moved since the group's lookup; deciding it again under the lock");
+    metrics::counter!("keryu_event_store_groups_decided_again_total").increment(1);
+    tracing::debug!("another writer appended to the group's streams; deciding it again");
     let mut transaction = connection
         .begin_with("BEGIN; SELECT keryu_lock_event_log()")
         .await
         .map_err(backend)?;
     let seen = look_up(&mut *transaction, requests).await?;
-    let decided = Decided::of(requests, seen.stored, seen.last_versions)?;
-    let positions = insert_at_head(&mut *transaction, seen.head, &decided.rows)
+    let decided = Decided::of(requests, &seen)?;
+    let positions = insert_if_unchanged(&mut *transaction, &seen, &decided.rows)
         .await?
-        .ok_or_else(|| backend_message("the log moved while its write lock was held"))?;
+        .ok_or_else(|| {
+            backend_message("the group's streams moved while the write lock was held")
+        })?;
     transaction.commit().await.map_err(backend)?;
     decided.answers(&positions)
 }
 
 /// What a group's decisions rest on, read in one snapshot.
 struct Seen {
+    /// The streams read: those the group appends to or names in a precondition.
+    streams: Vec<String>,
     /// Stored events among the group's ids: (stream, version, position).
     stored: HashMap<Uuid, (String, i64, i64)>,
     /// The last version of each stream the group appends to or names in a precondition.
     last_versions: HashMap<String, i64>,
-    /// The log's last position (0 when empty), to tell whether anything was appended since.
+    /// The log's last position (0 when empty): what is appended after it was not seen.
     head: i64,
 }
 
@@ -241,7 +247,7 @@ async fn look_up(
         .iter()
         .flat_map(|append| append.events.iter().map(|event| event.event_id))
         .collect();
-    let mut stream_names: Vec<&str> = requests
+    let mut streams: Vec<String> = requests
         .iter()
         .flat_map(|append| {
             std::iter::once(&append.stream)
@@ -251,11 +257,11 @@ async fn look_up(
                         .iter()
                         .map(|condition| &condition.stream),
                 )
-                .map(StreamName::as_str)
+                .map(|stream| stream.as_str().to_owned())
         })
         .collect();
-    stream_names.sort_unstable();
-    stream_names.dedup();
+    streams.sort_unstable();
+    streams.dedup();
     // Three kinds of rows: a stored event among the group's ids (an id and a position), the
     // last version of one of the group's streams (a stream but no id), the head (only a
     // position).
@@ -269,11 +275,12 @@ async fn look_up(
          SELECT NULL, NULL, NULL, coalesce(max(global_position), 0) FROM events",
     )
     .bind(&all_ids)
-    .bind(&stream_names)
+    .bind(&streams)
     .fetch_all(executor)
     .await
     .map_err(backend)?;
     let mut seen = Seen {
+        streams,
         stored: HashMap::new(),
         last_versions: HashMap::new(),
         head: 0,
@@ -306,17 +313,14 @@ struct Decided {
 impl Decided {
     /// Decides every request in queue order against what the lookup found, each seeing the log
     /// as the requests before it left it.
-    fn of(
-        requests: &[Append],
-        stored: HashMap<Uuid, (String, i64, i64)>,
-        mut last_versions: HashMap<String, i64>,
-    ) -> Result<Self, AppendError> {
+    fn of(requests: &[Append], seen: &Seen) -> Result<Self, AppendError> {
+        let mut last_versions = seen.last_versions.clone();
         let mut rows = Rows::default();
         // Ids appended earlier in this group: (stream, version).
         let mut in_group: HashMap<Uuid, (String, i64)> = HashMap::new();
         let mut decisions = Vec::with_capacity(requests.len());
         for append in requests {
-            let decision = decide(append, &stored, &in_group, &mut last_versions);
+            let decision = decide(append, &seen.stored, &in_group, &mut last_versions);
             if let Decision::Write { last_version, .. } = &decision {
                 let first_version = last_version + 1 - append.events.len() as i64;
                 for (offset, event) in append.events.iter().enumerate() {
@@ -471,30 +475,33 @@ impl Rows {
     }
 }
 
-/// Writes every row with one statement, positions in row order, if the log's head is still
-/// `seen_head`; returns each event's position, or `None` when the head moved and nothing was
-/// written. Outside a transaction, this is the whole of a commit in one round trip.
-async fn insert_at_head(
+/// Writes every row with one statement, positions in row order, if no event appended since
+/// the lookup `seen` is in a stream it read or has one of the rows' ids; returns each event's
+/// position, or `None` when one is and nothing was written. Outside a transaction, this is the
+/// whole of a commit in one round trip.
+async fn insert_if_unchanged(
     executor: impl sqlx::PgExecutor<'_>,
-    seen_head: i64,
+    seen: &Seen,
     rows: &Rows,
 ) -> Result<Option<HashMap<Uuid, i64>>, AppendError> {
     if rows.event_ids.is_empty() {
         return Ok(Some(HashMap::new()));
     }
-    let inserted: Vec<(Uuid, i64)> =
-        sqlx::query_as("SELECT * FROM keryu_append_at_head($1, $2, $3, $4, $5, $6, $7, $8)")
-            .bind(seen_head)
-            .bind(&rows.streams)
-            .bind(&rows.versions)
-            .bind(&rows.event_ids)
-            .bind(&rows.event_types)
-            .bind(&rows.schema_versions)
-            .bind(&rows.data)
-            .bind(&rows.metadata)
-            .fetch_all(executor)
-            .await
-            .map_err(backend)?;
+    let inserted: Vec<(Uuid, i64)> = sqlx::query_as(
+        "SELECT * FROM keryu_append_if_unchanged($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(seen.head)
+    .bind(&seen.streams)
+    .bind(&rows.streams)
+    .bind(&rows.versions)
+    .bind(&rows.event_ids)
+    .bind(&rows.event_types)
+    .bind(&rows.schema_versions)
+    .bind(&rows.data)
+    .bind(&rows.metadata)
+    .fetch_all(executor)
+    .await
+    .map_err(backend)?;
     Ok((!inserted.is_empty()).then(|| inserted.into_iter().collect()))
 }
 
@@ -532,6 +539,88 @@ mod tests {
 
     fn stream(category: &str) -> StreamName {
         StreamName::new(category, Uuid::now_v7()).expect("valid stream name")
+    }
+
+    /// Decides `group` on a lookup, lets `later` be appended by another writer, then tries the
+    /// group's write: whether it found its lookup stale (and wrote nothing).
+    async fn stale_after(pool: &PgPool, group: &[Append], later: Append) -> bool {
+        let mut connection = pool.acquire().await.expect("connection");
+        let seen = look_up(&mut *connection, group).await.expect("lookup");
+        let decided = Decided::of(group, &seen).expect("decided");
+        let mut other = pool.acquire().await.expect("another connection");
+        let answers = write(&mut other, &[later]).await.expect("the later append");
+        assert!(answers.iter().all(Result::is_ok), "{answers:?}");
+        insert_if_unchanged(&mut *connection, &seen, &decided.rows)
+            .await
+            .expect("no failure")
+            .is_none()
+    }
+
+    /// A write rests on a lookup made without the lock: it goes in only if nothing appended
+    /// since touches what the lookup read — a stream it appends to, a stream a precondition of
+    /// it names, an event id it writes — and appends elsewhere meanwhile do not stop it.
+    #[sqlx::test(migrator = "crate::postgres::MIGRATOR")]
+    async fn a_write_goes_in_only_while_its_lookup_holds(pool: PgPool) {
+        let mut connection = pool.acquire().await.expect("connection");
+        let guarded = stream("subject");
+        let created = write(
+            &mut connection,
+            &[append(&guarded, ExpectedVersion::NoStream, &[])],
+        )
+        .await
+        .expect("the guarded stream");
+        assert!(created.iter().all(Result::is_ok), "{created:?}");
+
+        let appended_to = stream("notification");
+        assert!(
+            stale_after(
+                &pool,
+                &[append(&appended_to, ExpectedVersion::Any, &[])],
+                append(&appended_to, ExpectedVersion::Any, &[]),
+            )
+            .await,
+            "its own stream moved"
+        );
+        assert!(
+            stale_after(
+                &pool,
+                &[append(
+                    &stream("notification"),
+                    ExpectedVersion::NoStream,
+                    &[(&guarded, 0)]
+                )],
+                append(&guarded, ExpectedVersion::Exact(0), &[]),
+            )
+            .await,
+            "the stream its precondition names moved"
+        );
+        let mine = append(&stream("notification"), ExpectedVersion::NoStream, &[]);
+        let same_ids = Append {
+            stream: stream("notification"),
+            expected: ExpectedVersion::NoStream,
+            events: mine.events.clone(),
+            preconditions: Vec::new(),
+        };
+        assert!(
+            stale_after(&pool, &[mine], same_ids).await,
+            "its event id was stored elsewhere"
+        );
+        let unrelated = stream("notification");
+        assert!(
+            !stale_after(
+                &pool,
+                &[append(&unrelated, ExpectedVersion::NoStream, &[])],
+                append(&stream("notification"), ExpectedVersion::NoStream, &[]),
+            )
+            .await,
+            "another stream moved"
+        );
+        let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE stream_name = $1")
+            .bind(unrelated.as_str())
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+        assert_eq!(stored, 1, "the write whose lookup held went in");
     }
 
     /// One group, decided in order: a precondition sees the stream as the appends before it in

@@ -3,17 +3,21 @@
 -- The log writer used to hold the write lock (0002) over four round trips in a row: BEGIN with
 -- the lock, the lookup of the versions and ids its decisions rest on, the INSERT, and COMMIT.
 -- Now it looks up without the lock, decides, and sends the rows here together with the log's
--- head as its lookup saw it. Under the lock, a head that is still the same means that nothing
--- was appended since the lookup, so every decision still holds and the rows go in. A head that
--- moved (another process appended) writes nothing and returns no row: the writer then decides
--- again with the lock held from before its lookup.
+-- head as its lookup saw it and the streams the lookup read (those appended to and those a
+-- precondition names). Under the lock, if no event appended since that head is in one of
+-- those streams or has one of the new ids, every decision still holds and the rows go in:
+-- another process appending to other streams meanwhile (the usual case) costs nothing. If one
+-- is, nothing is written and no row comes back: the writer then decides again with the lock
+-- held from before its lookup.
 --
 -- Called on its own, this is one implicit transaction: lock, check, insert and commit (with its
 -- WAL flush) in one round trip, and the lock is held for that one call only. Each statement of
--- a PL/pgSQL function takes a fresh snapshot (read committed), so the head is read after the
--- lock is granted and sees every append committed before it.
-CREATE FUNCTION keryu_append_at_head(
+-- a PL/pgSQL function takes a fresh snapshot (read committed), so the check runs after the lock
+-- is granted and sees every append committed before it; it reads only the events after the
+-- seen head, through the primary key.
+CREATE FUNCTION keryu_append_if_unchanged(
     seen_head bigint,
+    read_streams text[],
     new_streams text[],
     new_versions bigint[],
     new_ids uuid[],
@@ -26,7 +30,9 @@ RETURNS TABLE (appended_id uuid, appended_at bigint)
 LANGUAGE plpgsql AS $$
 BEGIN
     PERFORM keryu_lock_event_log();
-    IF (SELECT coalesce(max(global_position), 0) FROM events) <> seen_head THEN
+    IF EXISTS (SELECT FROM events
+               WHERE global_position > seen_head
+                 AND (stream_name = ANY(read_streams) OR event_id = ANY(new_ids))) THEN
         RETURN;
     END IF;
     RETURN QUERY
