@@ -13,10 +13,11 @@
 //! same group), event ids already stored — or appended earlier in the group — return the first
 //! result, and a refused append changes nothing. The rows are written only if, once the write
 //! lock is held, nothing appended since the snapshot touches the streams or ids it read;
-//! otherwise the group is decided again (see [`write`]). Positions follow the queue order, and the whole group becomes visible at one
-//! commit, under the same write lock as any single append: a reader can never see a later
-//! position before an earlier one. When the transaction fails, every append of the group that
-//! would have written gets the error; nothing of the group is stored.
+//! otherwise the group is decided again (see [`write`]). Positions follow the queue order, and
+//! the whole group becomes visible at one commit, under the same write lock as any single
+//! append: a reader can never see a later position before an earlier one. When the
+//! transaction fails, every append of the group that would have written gets the error;
+//! nothing of the group is stored.
 
 use std::collections::HashMap;
 
@@ -177,8 +178,8 @@ async fn commit_group(connection: &mut PgConnection, group: Vec<AppendRequest>) 
     }
 }
 
-/// Nothing of the group is stored: answers every reply with the failure `reason` (each gets its own copy of the cause, which
-/// is not Clone).
+/// Nothing of the group is stored: answers every reply with the failure `reason` (each gets
+/// its own copy of the cause, which is not Clone).
 fn refuse(replies: Vec<oneshot::Sender<Result<AppendResult, AppendError>>>, reason: &str) {
     for reply in replies {
         let _ = reply.send(Err(backend_message(reason)));
