@@ -134,8 +134,16 @@ impl<P: Projection> Projector<P> {
         if let Some(passed) = self.pass_over(events).await? {
             return Ok(passed);
         }
-        let mut transaction = self.store.pool().begin().await?;
-        let outcome = self.apply_in(&mut transaction, events).await?;
+        // The search path is set by the BEGIN's own message: one round trip less per batch.
+        let mut transaction = self
+            .store
+            .pool()
+            .begin_with(AssertSqlSafe(format!(
+                "BEGIN; SET LOCAL search_path TO {}",
+                self.schema
+            )))
+            .await?;
+        let outcome = self.apply_on_search_path(&mut transaction, events).await?;
         transaction.commit().await?;
         Ok(outcome)
     }
@@ -192,6 +200,16 @@ impl<P: Projection> Projector<P> {
         )))
         .execute(&mut *connection)
         .await?;
+        self.apply_on_search_path(connection, events).await
+    }
+
+    /// Applies `events` and records the checkpoint, in a transaction whose search path is
+    /// already the projection's schema.
+    async fn apply_on_search_path(
+        &self,
+        connection: &mut PgConnection,
+        events: &[RecordedEvent],
+    ) -> Result<BatchOutcome, sqlx::Error> {
         let (checkpoint, generation): (i64, uuid::Uuid) =
             sqlx::query_as("SELECT position, generation FROM checkpoint FOR UPDATE")
                 .fetch_one(&mut *connection)
