@@ -7,6 +7,7 @@ mod chain;
 mod event_store;
 mod group_commit;
 mod rows;
+mod stream_reads;
 mod subscription;
 
 pub use chain::{ChainReport, verify_chain};

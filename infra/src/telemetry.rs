@@ -225,6 +225,10 @@ fn describe() {
         "keryu_event_store_group_size",
         "Appends committed together in one transaction (group commit)"
     );
+    describe_histogram!(
+        "keryu_event_store_read_batch_size",
+        "Stream reads answered together by one query"
+    );
     describe_counter!(
         "keryu_event_store_groups_decided_again_total",
         "Groups of appends decided again under the write lock because another process \

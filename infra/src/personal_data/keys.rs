@@ -178,6 +178,21 @@ impl CachedKey {
     }
 }
 
+/// Opens the envelopes of `events` with `keys` (`None`: the owner was erased).
+fn open_with(
+    keys: &HashMap<Uuid, Option<DataKey>>,
+    events: &mut [RecordedEvent],
+) -> Result<(), SealError> {
+    for event in events {
+        envelope::open(&mut event.data, event.event_id, |owner| {
+            keys.get(&owner)
+                .cloned()
+                .ok_or(SealError::MissingKey { owner })
+        })?;
+    }
+    Ok(())
+}
+
 impl fmt::Debug for Vault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Vault").finish_non_exhaustive()
@@ -228,13 +243,36 @@ impl Vault {
     /// When the database fails, a data key does not unwrap or an envelope does not open (the
     /// master key or the data was changed).
     pub async fn open(&self, events: &mut [RecordedEvent]) -> Result<(), SealError> {
+        let keys = self.opening_keys(events.iter()).await?;
+        open_with(&keys, events)
+    }
+
+    /// [`Self::open`] for several reads at once: one query for the keys of all of them, and an
+    /// answer of its own for each, so that one envelope that does not open fails its own read
+    /// only.
+    ///
+    /// # Errors
+    /// When the database fails or a data key does not unwrap: then nothing is opened.
+    pub(crate) async fn open_each(
+        &self,
+        reads: &mut [Vec<RecordedEvent>],
+    ) -> Result<Vec<Result<(), SealError>>, SealError> {
+        let keys = self.opening_keys(reads.iter().flatten()).await?;
+        Ok(reads
+            .iter_mut()
+            .map(|events| open_with(&keys, events))
+            .collect())
+    }
+
+    /// The keys (or erasures) of every owner with an envelope among `events`: from the cache
+    /// where it may still be relied on, the rest with one query.
+    async fn opening_keys<'a>(
+        &self,
+        events: impl Iterator<Item = &'a RecordedEvent>,
+    ) -> Result<HashMap<Uuid, Option<DataKey>>, SealError> {
         let owners: HashSet<Uuid> = events
-            .iter()
             .filter_map(|event| envelope::sealed_owner(&event.data))
             .collect::<Result<_, _>>()?;
-        if owners.is_empty() {
-            return Ok(());
-        }
         let mut keys: HashMap<Uuid, Option<DataKey>> = HashMap::with_capacity(owners.len());
         let mut unknown = Vec::new();
         {
@@ -263,14 +301,7 @@ impl Vault {
                 keys.insert(owner, key);
             }
         }
-        for event in events {
-            envelope::open(&mut event.data, event.event_id, |owner| {
-                keys.get(&owner)
-                    .cloned()
-                    .ok_or(SealError::MissingKey { owner })
-            })?;
-        }
-        Ok(())
+        Ok(keys)
     }
 
     /// Erases `owner`: destroys their data key, so every personal field sealed for them, in

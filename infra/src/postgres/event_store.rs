@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::group_commit::{self, Append, AppendRequest};
 use super::rows::{EventRow, select_events};
+use super::stream_reads::{self, ReadRequest, StreamRead};
 use super::subscription::{self, Tail};
 use crate::event_store::{
     AppendError, AppendResult, EventStore, ExpectedVersion, NewEvent, Position, Precondition,
@@ -38,6 +39,9 @@ pub struct PgEventStore {
     tail: Arc<Mutex<Weak<Tail>>>,
     /// The group-commit writer every append of this store (and its clones) goes through.
     writer: Arc<OnceLock<mpsc::Sender<AppendRequest>>>,
+    /// The reader every stream read of this store (and its clones) goes through, started
+    /// again should the runtime it ran on have ended.
+    reader: Arc<Mutex<Option<mpsc::Sender<ReadRequest>>>>,
     /// Seals personal data on append and opens it on read.
     vault: Vault,
     /// Whether reads open personal data (`false` for [`PgEventStore::sealed`]).
@@ -79,6 +83,7 @@ impl PgEventStore {
             commits: Arc::new(OnceLock::new()),
             tail: Arc::new(Mutex::new(Weak::new())),
             writer: Arc::new(OnceLock::new()),
+            reader: Arc::new(Mutex::new(None)),
             open_personal_data: true,
         }
     }
@@ -90,6 +95,8 @@ impl PgEventStore {
     pub fn sealed(&self) -> Self {
         PgEventStore {
             open_personal_data: false,
+            // The reader hands out what its store opens: this view needs its own.
+            reader: Arc::new(Mutex::new(None)),
             ..self.clone()
         }
     }
@@ -120,6 +127,63 @@ impl PgEventStore {
                 .map_err(|error| StoreError::Backend(Box::new(error)))?;
         }
         Ok(events)
+    }
+
+    /// Answers of several reads as this store hands them out: the personal data of all of them
+    /// opened with one look-up of the keys this process does not hold.
+    pub(super) async fn open_each(
+        &self,
+        mut answers: Vec<Result<Vec<RecordedEvent>, StoreError>>,
+    ) -> Vec<Result<Vec<RecordedEvent>, StoreError>> {
+        if !self.open_personal_data {
+            return answers;
+        }
+        let mut decoded: Vec<Vec<RecordedEvent>> = answers
+            .iter_mut()
+            .filter_map(|answer| answer.as_mut().ok().map(std::mem::take))
+            .collect();
+        let mut opened = match self.vault.open_each(&mut decoded).await {
+            Ok(opened) => opened.into_iter().zip(decoded),
+            Err(error) => {
+                let reason = error.to_string();
+                return answers
+                    .into_iter()
+                    .map(|answer| answer.and(Err(StoreError::Backend(reason.clone().into()))))
+                    .collect();
+            }
+        };
+        answers
+            .into_iter()
+            .map(|answer| {
+                answer?;
+                let (opened, events) = opened.next().ok_or_else(|| {
+                    StoreError::Backend("a read was lost while opening its events".into())
+                })?;
+                opened.map_err(|error| StoreError::Backend(Box::new(error)))?;
+                Ok(events)
+            })
+            .collect()
+    }
+
+    /// The reader of this store's streams, started on first use.
+    fn reader(&self) -> mpsc::Sender<ReadRequest> {
+        let mut reader = self
+            .reader
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match reader.as_ref() {
+            Some(running) if !running.is_closed() => running.clone(),
+            _ => {
+                // The reader holds a store without this slot, so that its own sender does not
+                // keep it alive once every store is gone.
+                let started = stream_reads::start(PgEventStore {
+                    reader: Arc::new(Mutex::new(None)),
+                    ..self.clone()
+                });
+                *reader = Some(started.clone());
+                started
+            }
+        }
     }
 
     /// The same store with other subscription settings, and a tail of its own: a tail already
@@ -379,16 +443,18 @@ impl EventStore for PgEventStore {
         from: StreamVersion,
         max_count: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let rows: Vec<EventRow> = sqlx::query_as(select_events!(
-            "WHERE stream_name = $1 AND stream_version >= $2 ORDER BY stream_version LIMIT $3"
-        ))
-        .bind(stream.as_str())
-        .bind(i64::try_from(from).unwrap_or(i64::MAX))
-        .bind(limit(max_count))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|error| StoreError::Backend(Box::new(error)))?;
-        self.hand_out(rows).await
+        let (reply, answer) = oneshot::channel();
+        let request = ReadRequest {
+            read: StreamRead {
+                stream: stream.clone(),
+                from,
+                max_count,
+            },
+            reply,
+        };
+        let stopped = || StoreError::Backend("the stream reader stopped".into());
+        self.reader().send(request).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
     }
 
     async fn read_all(
