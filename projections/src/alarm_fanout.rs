@@ -8,7 +8,10 @@
 //! which the domain refuses as already existing: nobody is notified twice.
 //!
 //! The subject, its custodians and the template are loaded from their streams, not from read
-//! models, so the fan-out never acts on a read model that has not caught up yet.
+//! models, so the fan-out never acts on a read model that has not caught up yet; and each
+//! notification is appended only while the subject's and its custodian's streams are still as
+//! read, so a custodian deactivated, renumbered or unassigned meanwhile is not notified on the
+//! old state.
 
 use std::collections::BTreeMap;
 
@@ -18,9 +21,11 @@ use keryu_domain::notification::{Notification, NotificationCommand, Notification
 use keryu_domain::subject::Subject;
 use keryu_domain::template::MessageTemplate;
 use keryu_domain::{Aggregate, CustodianId, DomainError, NotificationId, RetryPolicy};
-use keryu_infra::event_store::{Actor, EventMetadata, RecordedEvent, StreamName};
+use keryu_infra::event_store::{
+    Actor, EventMetadata, ExpectedVersion, Precondition, RecordedEvent, StreamName,
+};
 use keryu_infra::postgres::PgEventStore;
-use keryu_infra::repository::{self, CommandError};
+use keryu_infra::repository::{self, CommandError, Loaded};
 use uuid::Uuid;
 
 use crate::reaction::{Reaction, ReactionError};
@@ -48,13 +53,38 @@ impl AlarmFanOut {
         NotificationId(Uuid::new_v5(&alarm, custodian.0.as_bytes()))
     }
 
+    /// Fans `raised` out; decided again from fresh reads when the subject or a custodian
+    /// changed between being read and a notification being appended.
     async fn fan_out(
         &self,
         raised: &AlarmRaised,
         cause: &RecordedEvent,
     ) -> Result<(), ReactionError> {
-        let subject = self.load::<Subject>(raised.subject_id.0).await?;
-        let template = self
+        for _ in 0..FAN_OUT_ATTEMPTS {
+            if self.fan_out_once(raised, cause).await? == Pass::Done {
+                return Ok(());
+            }
+            tracing::debug!(alarm = %raised.id.0, "the subject or a custodian changed during the fan-out; deciding again");
+        }
+        Err(format!(
+            "the subject or custodians of alarm {} kept changing during its fan-out",
+            raised.id.0
+        )
+        .into())
+    }
+
+    /// One pass over the subject's custodians. Each notification is appended only while the
+    /// subject's and the custodian's streams are still at the versions it was decided from, so
+    /// nobody is notified on the strength of an assignment, a number or an active flag that no
+    /// longer holds. [`Pass::Changed`] at the first that does not: the notifications already
+    /// created stay, and the next pass meets them as already existing.
+    async fn fan_out_once(
+        &self,
+        raised: &AlarmRaised,
+        cause: &RecordedEvent,
+    ) -> Result<Pass, ReactionError> {
+        let (subject, subject_unchanged) = self.load::<Subject>(raised.subject_id.0).await?;
+        let (template, _) = self
             .load::<MessageTemplate>(MessageTemplate::id_for_name(ALERT_TEMPLATE).0)
             .await?;
         let content = alert_content(&template, &subject.name, raised)?;
@@ -69,7 +99,7 @@ impl AlarmFanOut {
             traceparent: cause.metadata.traceparent.clone(),
         };
         for custodian_id in &subject.custodians {
-            let custodian = self.load::<Custodian>(custodian_id.0).await?;
+            let (custodian, custodian_unchanged) = self.load::<Custodian>(custodian_id.0).await?;
             let Some(phone) = custodian.phone.filter(|_| custodian.active) else {
                 tracing::info!(alarm = %raised.id.0, custodian = %custodian_id.0,
                     "custodian is inactive or has no phone; not notified");
@@ -86,21 +116,64 @@ impl AlarmFanOut {
                 alarm_id: Some(raised.id),
                 at: raised.at,
             };
+            let unchanged: Vec<Precondition> = [subject_unchanged.clone(), custodian_unchanged]
+                .into_iter()
+                .flatten()
+                .collect();
+            // Decided against no stream: the id is new unless this alarm was fanned out
+            // before, and then the append is refused and the command decided again against
+            // what is there (already exists).
+            let nothing = Loaded {
+                state: Notification::default(),
+                version: None,
+            };
             let stream = StreamName::of::<Notification>(id.0)?;
-            match repository::execute::<Notification>(&self.store, &stream, create, &metadata, 1)
-                .await
+            match repository::execute_from_if::<Notification>(
+                &self.store,
+                &stream,
+                nothing,
+                create,
+                &metadata,
+                2,
+                &unchanged,
+            )
+            .await
             {
                 Ok(_) | Err(CommandError::Domain(DomainError::AlreadyExists { .. })) => {}
+                Err(CommandError::PreconditionFailed { .. }) => return Ok(Pass::Changed),
                 Err(error) => return Err(error.into()),
             }
         }
-        Ok(())
+        Ok(Pass::Done)
     }
 
-    async fn load<A: Aggregate>(&self, id: Uuid) -> Result<A, ReactionError> {
+    /// The aggregate `A` with id `id`, and the precondition that its stream is still as read
+    /// (`None` when there is no stream: nothing was decided from it).
+    async fn load<A: Aggregate>(
+        &self,
+        id: Uuid,
+    ) -> Result<(A, Option<Precondition>), ReactionError> {
         let stream = StreamName::of::<A>(id)?;
-        Ok(repository::load::<A>(&self.store, &stream).await?.state)
+        let loaded = repository::load::<A>(&self.store, &stream).await?;
+        let unchanged = loaded.version.map(|version| Precondition {
+            stream,
+            expected: ExpectedVersion::Exact(version),
+        });
+        Ok((loaded.state, unchanged))
     }
+}
+
+/// How many passes the fan-out of one alarm makes while its subject or custodians keep
+/// changing under it, before the batch is handed over again later.
+const FAN_OUT_ATTEMPTS: u32 = 3;
+
+/// How a pass of the fan-out ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Pass {
+    /// Every reachable custodian has their notification.
+    Done,
+    /// The subject or a custodian changed since it was read; nothing was written for them.
+    Changed,
 }
 
 /// The alert as the approved `notification_alert` template renders it, or as free text when

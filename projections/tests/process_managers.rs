@@ -15,7 +15,9 @@ use keryu_domain::template::{MessageTemplate, TemplateCommand, TemplateContent};
 use keryu_domain::{
     Aggregate, AlarmId, CustodianId, NotificationId, Personal, RetryPolicy, Role, SubjectId,
 };
-use keryu_infra::event_store::{EventMetadata, EventStore, Position, StreamName};
+use keryu_infra::event_store::{
+    EventMetadata, EventStore, ExpectedVersion, NewEvent, Position, StreamName,
+};
 use keryu_infra::personal_data::MasterKey;
 use keryu_infra::postgres::PgEventStore;
 use keryu_infra::repository;
@@ -228,6 +230,19 @@ async fn household(store: &PgEventStore) -> Household {
     ];
     let silent = custodian(store, "cy@example.org", None, true).await;
     let gone = custodian(store, "di@example.org", Some("+15551230004"), false).await;
+    let subject = subject_in_care_of(
+        store,
+        reachable.iter().copied().chain([silent, gone]).collect(),
+    )
+    .await;
+    Household { subject, reachable }
+}
+
+/// Registers Lupe, in the care of `custodian_ids`.
+async fn subject_in_care_of(
+    store: &PgEventStore,
+    custodian_ids: BTreeSet<CustodianId>,
+) -> SubjectId {
     let subject = SubjectId(Uuid::now_v7());
     command::<Subject>(
         store,
@@ -241,8 +256,6 @@ async fn household(store: &PgEventStore) -> Household {
         },
     )
     .await;
-    let custodian_ids: BTreeSet<CustodianId> =
-        reachable.iter().copied().chain([silent, gone]).collect();
     command::<Subject>(
         store,
         subject.0,
@@ -252,7 +265,7 @@ async fn household(store: &PgEventStore) -> Household {
         },
     )
     .await;
-    Household { subject, reachable }
+    subject
 }
 
 async fn approve_alert_template(store: &PgEventStore) {
@@ -371,4 +384,74 @@ async fn without_an_approved_template_the_alarm_goes_out_as_text(pool: PgPool) {
         body.contains("Lupe") && body.contains("Missing person"),
         "{body}"
     );
+}
+
+/// Waits until a backend of this database waits for the log's write lock inside an append.
+async fn until_an_append_waits_for_the_lock(pool: &PgPool) {
+    for _ in 0..1_000 {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock' \
+               AND query LIKE '%keryu_append_if_unchanged%'",
+        )
+        .fetch_one(pool)
+        .await
+        .expect("activity");
+        if waiting > 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("no append came to wait for the log's write lock");
+}
+
+/// The race the preconditions close: the fan-out reads a custodian as active, the custodian is
+/// deactivated, then the fan-out appends. Holding the log's write lock makes the order certain:
+/// the fan-out's append waits for it after its reads, and the deactivation is written by the
+/// holder before it lets go.
+#[sqlx::test(migrator = "keryu_infra::postgres::MIGRATOR")]
+async fn a_custodian_deactivated_during_the_fan_out_is_not_notified(pool: PgPool) {
+    let store = PgEventStore::new(pool.clone(), MasterKey::development());
+    let leaving = custodian(&store, "ed@example.org", Some("+15551230005"), true).await;
+    let subject = subject_in_care_of(&store, BTreeSet::from([leaving])).await;
+    let alarm = raise(&store, subject).await;
+    let log = store.read_all(Position::START, 10_000).await.expect("log");
+
+    let mut holder = pool.begin().await.expect("begin");
+    sqlx::query("SELECT keryu_lock_event_log()")
+        .execute(&mut *holder)
+        .await
+        .expect("lock");
+    let fan_out = tokio::spawn({
+        let store = store.clone();
+        async move { AlarmFanOut::new(store, 3).react(&log).await }
+    });
+    until_an_append_waits_for_the_lock(&pool).await;
+
+    let stream = StreamName::of::<Custodian>(leaving.0).expect("stream");
+    let active = repository::load::<Custodian>(&store, &stream)
+        .await
+        .expect("load");
+    let deactivated = active
+        .state
+        .decide(CustodianCommand::Deactivate { at: Utc::now() })
+        .expect("decide")
+        .iter()
+        .map(|event| NewEvent::from_domain(Uuid::now_v7(), event, EventMetadata::default()))
+        .collect::<Result<Vec<_>, _>>()
+        .expect("encode");
+    let version = active.version.expect("a stream");
+    PgEventStore::append_in(
+        &mut holder,
+        &stream,
+        ExpectedVersion::Exact(version),
+        &deactivated,
+    )
+    .await
+    .expect("deactivate");
+    holder.commit().await.expect("commit");
+
+    fan_out.await.expect("join").expect("fan out");
+    let id = AlarmFanOut::notification_id(alarm.0, leaving);
+    assert_eq!(notification(&store, id).await.created, None);
 }
