@@ -411,19 +411,17 @@ impl EventStore for PgEventStore {
                 self.writer.get_or_init(|| started)
             }
         };
-        let (reply, answer) = oneshot::channel();
-        let request = AppendRequest {
-            append: Append {
-                stream: stream.clone(),
-                expected,
-                events,
-                preconditions: preconditions.to_vec(),
-            },
-            reply,
+        let append = Append {
+            stream: stream.clone(),
+            expected,
+            events,
+            preconditions: preconditions.to_vec(),
         };
-        let stopped = || AppendError::Store(StoreError::Backend("the log writer stopped".into()));
-        writer.send(request).await.map_err(|_| stopped())?;
-        let result = answer.await.map_err(|_| stopped())?;
+        let result = ask(writer, |reply| AppendRequest { append, reply })
+            .await
+            .ok_or_else(|| {
+                AppendError::Store(StoreError::Backend("the log writer stopped".into()))
+            })?;
         match &result {
             Ok(_) => metrics::histogram!("keryu_event_store_append_duration_seconds")
                 .record(started.elapsed().as_secs_f64()),
@@ -443,18 +441,14 @@ impl EventStore for PgEventStore {
         from: StreamVersion,
         max_count: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let (reply, answer) = oneshot::channel();
-        let request = ReadRequest {
-            read: StreamRead {
-                stream: stream.clone(),
-                from,
-                max_count,
-            },
-            reply,
+        let read = StreamRead {
+            stream: stream.clone(),
+            from,
+            max_count,
         };
-        let stopped = || StoreError::Backend("the stream reader stopped".into());
-        self.reader().send(request).await.map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+        ask(&self.reader(), |reply| ReadRequest { read, reply })
+            .await
+            .ok_or_else(|| StoreError::Backend("the stream reader stopped".into()))?
     }
 
     async fn read_all(
@@ -484,6 +478,17 @@ impl EventStore for PgEventStore {
     fn subscribe_all(&self, after: Position) -> Subscription {
         subscription::spawn(self.clone(), self.subscription, after)
     }
+}
+
+/// Hands the request `with_reply` makes to the task behind `to`, and waits for its answer;
+/// `None` when that task has stopped.
+async fn ask<Request, Answer>(
+    to: &mpsc::Sender<Request>,
+    with_reply: impl FnOnce(oneshot::Sender<Answer>) -> Request,
+) -> Option<Answer> {
+    let (reply, answer) = oneshot::channel();
+    to.send(with_reply(reply)).await.ok()?;
+    answer.await.ok()
 }
 
 fn limit(max_count: usize) -> i64 {
