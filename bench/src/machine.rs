@@ -131,15 +131,30 @@ pub fn memory_of(pid: u32) -> Option<Memory> {
 
 /// CPU time (user + system) a process has used, in seconds, from `/proc/<pid>/stat`.
 pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    // utime and stime: fields 14 and 15 of the man page.
+    stat_seconds(pid, 14)
+}
+
+/// CPU time (user + system) of the children `pid` has waited for, in seconds: where the time
+/// of an exited child goes, e.g. a PostgreSQL backend whose connection closed, reaped by the
+/// postmaster.
+pub fn reaped_children_cpu_seconds(pid: u32) -> Option<f64> {
+    // cutime and cstime: fields 16 and 17 of the man page.
+    stat_seconds(pid, 16)
+}
+
+/// The sum of the clock-tick fields `field` and `field + 1` (numbered as in `proc(5)`) of
+/// `/proc/<pid>/stat`, in seconds.
+fn stat_seconds(pid: u32, field: usize) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces; fields are counted after its closing parenthesis.
+    // The command name may hold spaces; fields are counted after its closing parenthesis,
+    // where the state is field 3 of the man page.
     let (_, after) = stat.rsplit_once(')')?;
     let fields: Vec<&str> = after.split_whitespace().collect();
-    // After ")": state is field 3 of the man page, so utime (14) is index 11, stime (15) 12.
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
+    let first: f64 = fields.get(field - 3)?.parse().ok()?;
+    let second: f64 = fields.get(field - 2)?.parse().ok()?;
     // USER_HZ is 100 on every Linux this runs on.
-    Some((utime + stime) / 100.0)
+    Some((first + second) / 100.0)
 }
 
 #[cfg(test)]
@@ -159,5 +174,20 @@ mod tests {
         let memory = memory_of(std::process::id()).expect("own status");
         assert!(memory.peak_rss_mib >= memory.rss_mib);
         assert!(cpu_seconds(std::process::id()).is_some());
+        assert!(reaped_children_cpu_seconds(std::process::id()).is_some());
+    }
+
+    /// A child's time moves to its parent's reaped-children time once it is waited for.
+    #[test]
+    fn a_reaped_child_counts_for_its_parent() {
+        let own = std::process::id();
+        let before = reaped_children_cpu_seconds(own).expect("own stat");
+        let status = std::process::Command::new("sh")
+            .args(["-c", "i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done"])
+            .status()
+            .expect("a busy child");
+        assert!(status.success());
+        let after = reaped_children_cpu_seconds(own).expect("own stat");
+        assert!(after > before, "{before} -> {after}");
     }
 }

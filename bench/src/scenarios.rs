@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 use serde_json::json;
 
-use crate::machine::{Machine, cpu_seconds};
+use crate::machine::{Machine, cpu_seconds, reaped_children_cpu_seconds};
 use crate::{Cli, Global, Scenario, baseline, report};
 
 /// What every scenario gets: the shared options and the machine's description.
@@ -177,7 +177,10 @@ impl CpuSample {
     }
 }
 
-/// CPU seconds of every process whose command name is `postgres`.
+/// CPU seconds of every process whose command name is `postgres`, with those of the backends
+/// that exited (a closed connection): the postmaster has reaped them, so their time is in its
+/// children's time. Without it, a backend ending between two samples took its whole past with
+/// it, and the server's share could even come out below what it used.
 fn postgres_cpu_seconds() -> f64 {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return 0.0;
@@ -189,7 +192,7 @@ fn postgres_cpu_seconds() -> f64 {
             std::fs::read_to_string(format!("/proc/{pid}/comm"))
                 .is_ok_and(|comm| comm.trim() == "postgres")
         })
-        .filter_map(cpu_seconds)
+        .filter_map(|pid| Some(cpu_seconds(pid)? + reaped_children_cpu_seconds(pid)?))
         .sum()
 }
 
