@@ -22,7 +22,7 @@ use sqlx::{FromRow, PgPool};
 use tokio::sync::{mpsc, oneshot};
 
 use super::event_store::PgEventStore;
-use super::rows::EventRow;
+use super::rows::{EventRow, select_events};
 use crate::event_store::{RecordedEvent, StoreError, StreamName, StreamVersion};
 
 /// Most reads one query takes.
@@ -109,20 +109,18 @@ async fn query(
         .iter()
         .map(|read| i64::try_from(read.max_count).unwrap_or(i64::MAX))
         .collect();
-    let rows: Vec<BatchRow> = sqlx::query_as(
-        "SELECT wanted.read - 1 AS read, e.global_position, e.stream_name, e.stream_version, \
-                e.event_id, e.event_type, e.schema_version, e.data, e.metadata, e.recorded_at \
+    let rows: Vec<BatchRow> = sqlx::query_as(concat!(
+        "SELECT wanted.read - 1 AS read, e.* \
          FROM unnest($1::text[], $2::int8[], $3::int8[]) \
               WITH ORDINALITY AS wanted(stream_name, from_version, max_count, read) \
-         CROSS JOIN LATERAL ( \
-             SELECT global_position, stream_name, stream_version, event_id, event_type, \
-                    schema_version, data, metadata, recorded_at \
-             FROM events \
-             WHERE events.stream_name = wanted.stream_name \
+         CROSS JOIN LATERAL (",
+        select_events!(
+            "WHERE events.stream_name = wanted.stream_name \
                AND events.stream_version >= wanted.from_version \
-             ORDER BY events.stream_version LIMIT wanted.max_count) AS e \
-         ORDER BY wanted.read, e.stream_version",
-    )
+             ORDER BY events.stream_version LIMIT wanted.max_count"
+        ),
+        ") AS e ORDER BY wanted.read, e.stream_version"
+    ))
     .bind(&streams)
     .bind(&from)
     .bind(&max_count)
