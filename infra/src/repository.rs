@@ -152,19 +152,34 @@ where
     A: Aggregate,
     A::Command: Clone,
 {
-    execute_from_if(store, stream, loaded, command, metadata, max_attempts, &[]).await
+    run(
+        store,
+        stream,
+        Some(loaded),
+        command,
+        metadata,
+        max_attempts,
+        &[],
+    )
+    .await
 }
 
-/// [`execute_from`], appending only while every one of `preconditions` on other streams holds
-/// ([`EventStore::append_if`]): for a command decided from another aggregate's state too, so
-/// that it is never written once that state changed.
+/// Runs `command`, which creates the aggregate `A`, under an id no stream can have yet (a fresh
+/// UUIDv7, or one derived from what it is about): decided against the empty state without
+/// reading the stream, one round trip less. Should the stream exist after all, the append
+/// (expecting no stream) is refused and the command decided again against what is there —
+/// typically the domain's "already exists".
+///
+/// The append is made only while every one of `preconditions` on other streams holds
+/// ([`EventStore::append_if`]): the command was decided from those aggregates' state too (a
+/// notification's recipient from its subject), so it is never written once that state changed.
 ///
 /// # Errors
-/// As [`execute`], and [`CommandError::PreconditionFailed`] at once when a precondition fails.
-pub async fn execute_from_if<A>(
+/// As [`execute`], and [`CommandError::PreconditionFailed`] at once when a precondition fails:
+/// the caller reads that other stream again and decides anew.
+pub async fn create_if<A>(
     store: &impl EventStore,
     stream: &StreamName,
-    loaded: Loaded<A>,
     command: A::Command,
     metadata: &EventMetadata,
     max_attempts: u32,
@@ -174,10 +189,14 @@ where
     A: Aggregate,
     A::Command: Clone,
 {
+    let nothing = Loaded {
+        state: A::default(),
+        version: None,
+    };
     run(
         store,
         stream,
-        Some(loaded),
+        Some(nothing),
         command,
         metadata,
         max_attempts,

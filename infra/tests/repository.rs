@@ -338,7 +338,7 @@ async fn execute_from_reloads_only_when_the_given_state_is_stale(pool: PgPool) {
     assert_eq!((loaded.version, loaded.state), (Some(3), reloaded.state));
 }
 
-/// `execute_from_if` appends only while the other stream it depends on is where the caller saw
+/// `create_if` appends only while the other stream it depends on is where the caller saw
 /// it; when it moved, the command is not decided again against its own stream (that would not
 /// help) but reported at once, and nothing is written.
 #[sqlx::test(migrator = "keryu_infra::postgres::MIGRATOR")]
@@ -363,16 +363,12 @@ async fn a_failed_precondition_is_reported_at_once(pool: PgPool) {
     };
     let create = |id: SubjectId| {
         let stream = StreamName::of::<Subject>(id).expect("stream name");
-        let empty = repository::Loaded {
-            state: Subject::default(),
-            version: None,
-        };
-        (stream, empty, register(id))
+        (stream, register(id))
     };
 
-    let (stream, empty, command) = create(SubjectId(Uuid::now_v7()));
+    let (stream, command) = create(SubjectId(Uuid::now_v7()));
     let stale =
-        repository::execute_from_if(&store, &stream, empty, command, &metadata(), 5, &at(1)).await;
+        repository::create_if::<Subject>(&store, &stream, command, &metadata(), 5, &at(1)).await;
     assert!(
         matches!(&stale, Err(CommandError::PreconditionFailed { stream }) if *stream == depended_stream),
         "{stale:?}"
@@ -385,9 +381,9 @@ async fn a_failed_precondition_is_reported_at_once(pool: PgPool) {
             .is_empty()
     );
 
-    let (stream, empty, command) = create(SubjectId(Uuid::now_v7()));
+    let (stream, command) = create(SubjectId(Uuid::now_v7()));
     let created =
-        repository::execute_from_if(&store, &stream, empty, command, &metadata(), 1, &at(0))
+        repository::create_if::<Subject>(&store, &stream, command, &metadata(), 1, &at(0))
             .await
             .expect("the precondition holds");
     assert_eq!(created.version, Some(0));

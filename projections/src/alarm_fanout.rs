@@ -25,7 +25,7 @@ use keryu_infra::event_store::{
     Actor, EventMetadata, ExpectedVersion, Precondition, RecordedEvent, StreamName,
 };
 use keryu_infra::postgres::PgEventStore;
-use keryu_infra::repository::{self, CommandError, Loaded};
+use keryu_infra::repository::{self, CommandError};
 use uuid::Uuid;
 
 use crate::reaction::{Reaction, ReactionError};
@@ -120,18 +120,12 @@ impl AlarmFanOut {
                 .into_iter()
                 .flatten()
                 .collect();
-            // Decided against no stream: the id is new unless this alarm was fanned out
-            // before, and then the append is refused and the command decided again against
-            // what is there (already exists).
-            let nothing = Loaded {
-                state: Notification::default(),
-                version: None,
-            };
+            // The id is new unless this alarm was fanned out before; then the command meets
+            // the notification as already existing.
             let stream = StreamName::of::<Notification>(id.0)?;
-            match repository::execute_from_if::<Notification>(
+            match repository::create_if::<Notification>(
                 &self.store,
                 &stream,
-                nothing,
                 create,
                 &metadata,
                 2,
