@@ -200,10 +200,8 @@ async fn write(
     connection: &mut PgConnection,
     requests: &[Append],
 ) -> Result<Vec<Result<AppendResult, AppendError>>, AppendError> {
-    let seen = look_up(&mut *connection, requests).await?;
-    let decided = Decided::of(requests, &seen)?;
-    if let Some(positions) = insert_if_unchanged(&mut *connection, &seen, &decided.rows).await? {
-        return decided.answers(&positions);
+    if let Some(answers) = decide_and_insert(connection, requests).await? {
+        return Ok(answers);
     }
     metrics::counter!("keryu_event_store_groups_decided_again_total").increment(1);
     tracing::debug!("another writer appended to the group's streams; deciding it again");
@@ -211,15 +209,27 @@ async fn write(
         .begin_with("BEGIN; SELECT keryu_lock_event_log()")
         .await
         .map_err(backend)?;
-    let seen = look_up(&mut *transaction, requests).await?;
-    let decided = Decided::of(requests, &seen)?;
-    let positions = insert_if_unchanged(&mut *transaction, &seen, &decided.rows)
+    let answers = decide_and_insert(&mut transaction, requests)
         .await?
         .ok_or_else(|| {
             backend_message("the group's streams moved while the write lock was held")
         })?;
     transaction.commit().await.map_err(backend)?;
-    decided.answers(&positions)
+    Ok(answers)
+}
+
+/// Looks up, decides and writes the group on `connection`; `None` when something appended
+/// since the lookup touched what it read, and nothing was written.
+async fn decide_and_insert(
+    connection: &mut PgConnection,
+    requests: &[Append],
+) -> Result<Option<Vec<Result<AppendResult, AppendError>>>, AppendError> {
+    let seen = look_up(&mut *connection, requests).await?;
+    let decided = Decided::of(requests, &seen)?;
+    match insert_if_unchanged(&mut *connection, &seen, &decided.rows).await? {
+        Some(positions) => decided.answers(&positions).map(Some),
+        None => Ok(None),
+    }
 }
 
 /// What a group's decisions rest on, read in one snapshot.
