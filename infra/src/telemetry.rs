@@ -230,6 +230,11 @@ fn describe() {
         "Stream reads answered together by one query"
     );
     describe_counter!(
+        "keryu_event_store_groups_looked_up_total",
+        "Groups of appends decided again on a lookup because what their appends expect did not \
+         hold (a stale caller, a retried append, another process's write)"
+    );
+    describe_counter!(
         "keryu_event_store_groups_decided_again_total",
         "Groups of appends decided again under the write lock because another process \
          appended to one of their streams after their lookup (write contention between replicas)"

@@ -392,7 +392,7 @@ async fn until_an_append_waits_for_the_lock(pool: &PgPool) {
         let waiting: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM pg_stat_activity \
              WHERE datname = current_database() AND wait_event_type = 'Lock' \
-               AND query LIKE '%keryu_append_if_unchanged%'",
+               AND query LIKE '%keryu_append_as_assumed%'",
         )
         .fetch_one(pool)
         .await

@@ -12,7 +12,7 @@
 //! checked against the streams as left by the appends before it (in the store or earlier in the
 //! same group), event ids already stored — or appended earlier in the group — return the first
 //! result, and a refused append changes nothing. The rows are written only if, once the write
-//! lock is held, nothing appended since the snapshot touches the streams or ids it read;
+//! lock is held, the streams and ids the decisions rest on are as they were taken to be;
 //! otherwise the group is decided again (see [`write`]). Positions follow the queue order, and
 //! the whole group becomes visible at one commit, under the same write lock as any single
 //! append: a reader can never see a later position before an earlier one. When the
@@ -190,17 +190,31 @@ fn refuse(replies: Vec<oneshot::Sender<Result<AppendResult, AppendError>>>, reas
 /// answer per request in order.
 ///
 /// Round trips are what a group spends most of its time on, and every other writer of the log
-/// waits while one holds the write lock. So the lookup its decisions rest on is made without
-/// the lock, and the rows are sent with the log's head as that lookup saw it: the write takes
-/// the lock, checks that nothing appended since touched what the lookup read, and commits, in
-/// one round trip (`keryu_append_if_unchanged`, migration 0010). Only when another process
-/// appended to one of the group's streams in between is the group decided again, this time
-/// with the lock taken before the lookup.
+/// waits while one holds the write lock. So the group is first decided on what its requests
+/// expect — each stream at the version its first append or precondition names, no stream where
+/// it expects none, every event id new — and the rows are sent with those assumptions: the
+/// write takes the lock, checks them and commits, in one round trip
+/// (`keryu_append_as_assumed`, migration 0011). When one does not hold (a stale caller, a
+/// retry of a stored append, another process's write) or cannot be made (an append to any
+/// version), the group is decided on a lookup made without the lock and written on the same
+/// condition; only when another process appended to one of its streams in between is it
+/// decided again with the lock taken before the lookup.
 async fn write(
     connection: &mut PgConnection,
     requests: &[Append],
 ) -> Result<Vec<Result<AppendResult, AppendError>>, AppendError> {
-    if let Some(answers) = decide_and_insert(connection, requests).await? {
+    if let Some(expected) = Seen::expected_by(requests) {
+        let decided = Decided::of(requests, &expected)?;
+        // A group that writes nothing has no write to check its assumptions: it is looked up.
+        if !decided.rows.event_ids.is_empty()
+            && let Some(positions) =
+                insert_as_seen(&mut *connection, &expected, &decided.rows).await?
+        {
+            return decided.answers(&positions);
+        }
+        metrics::counter!("keryu_event_store_groups_looked_up_total").increment(1);
+    }
+    if let Some(answers) = decide_and_insert(&mut *connection, requests).await? {
         return Ok(answers);
     }
     metrics::counter!("keryu_event_store_groups_decided_again_total").increment(1);
@@ -226,22 +240,70 @@ async fn decide_and_insert(
 ) -> Result<Option<Vec<Result<AppendResult, AppendError>>>, AppendError> {
     let seen = look_up(&mut *connection, requests).await?;
     let decided = Decided::of(requests, &seen)?;
-    match insert_if_unchanged(&mut *connection, &seen, &decided.rows).await? {
+    // Decisions that write nothing rest on the lookup's snapshot alone.
+    if decided.rows.event_ids.is_empty() {
+        return decided.answers(&HashMap::new()).map(Some);
+    }
+    match insert_as_seen(&mut *connection, &seen, &decided.rows).await? {
         Some(positions) => decided.answers(&positions).map(Some),
         None => Ok(None),
     }
 }
 
-/// What a group's decisions rest on, read in one snapshot.
+/// What a group's decisions rest on: looked up in one snapshot, or assumed from what its
+/// requests expect.
 struct Seen {
     /// The streams read: those the group appends to or names in a precondition.
     streams: Vec<String>,
     /// Stored events among the group's ids: (stream, version, position).
     stored: HashMap<Uuid, (String, i64, i64)>,
-    /// The last version of each stream the group appends to or names in a precondition.
+    /// The last version of each stream read that has events.
     last_versions: HashMap<String, i64>,
-    /// The log's last position (0 when empty): what is appended after it was not seen.
-    head: i64,
+}
+
+impl Seen {
+    /// The log as the group's requests expect it: each stream at the version the first request
+    /// naming it expects (as the stream it appends to or in a precondition), and none of their
+    /// event ids stored. `None` when a request appends at any version, which says nothing.
+    fn expected_by(requests: &[Append]) -> Option<Seen> {
+        let mut seen = Seen {
+            streams: Vec::new(),
+            stored: HashMap::new(),
+            last_versions: HashMap::new(),
+        };
+        for append in requests {
+            let expectations = std::iter::once((&append.stream, append.expected)).chain(
+                append
+                    .preconditions
+                    .iter()
+                    .map(|condition| (&condition.stream, condition.expected)),
+            );
+            for (stream, expected) in expectations {
+                let stream = stream.as_str();
+                if seen.streams.iter().any(|named| named == stream) {
+                    continue;
+                }
+                match expected {
+                    ExpectedVersion::Any => return None,
+                    ExpectedVersion::NoStream => {}
+                    ExpectedVersion::Exact(version) => {
+                        seen.last_versions
+                            .insert(stream.to_owned(), i64::try_from(version).ok()?);
+                    }
+                }
+                seen.streams.push(stream.to_owned());
+            }
+        }
+        Some(seen)
+    }
+
+    /// The version of each stream read, -1 for none, as `keryu_append_as_assumed` takes them.
+    fn versions(&self) -> Vec<i64> {
+        self.streams
+            .iter()
+            .map(|stream| self.last_versions.get(stream).copied().unwrap_or(-1))
+            .collect()
+    }
 }
 
 /// A row of [`look_up`]'s answer: event id, stream name, stream version, global position.
@@ -273,17 +335,14 @@ async fn look_up(
         .collect();
     streams.sort_unstable();
     streams.dedup();
-    // Three kinds of rows: a stored event among the group's ids (an id and a position), the
-    // last version of one of the group's streams (a stream but no id), the head (only a
-    // position).
+    // Two kinds of rows: a stored event among the group's ids (an id and a position), the
+    // last version of one of the group's streams (a stream but no id).
     let found: Vec<LookupRow> = sqlx::query_as(
         "SELECT event_id, stream_name, stream_version, global_position FROM events \
          WHERE event_id = ANY($1) \
          UNION ALL \
          SELECT NULL, stream_name, max(stream_version), NULL FROM events \
-         WHERE stream_name = ANY($2) GROUP BY stream_name \
-         UNION ALL \
-         SELECT NULL, NULL, NULL, coalesce(max(global_position), 0) FROM events",
+         WHERE stream_name = ANY($2) GROUP BY stream_name",
     )
     .bind(&all_ids)
     .bind(&streams)
@@ -294,7 +353,6 @@ async fn look_up(
         streams,
         stored: HashMap::new(),
         last_versions: HashMap::new(),
-        head: 0,
     };
     for row in found {
         match row {
@@ -304,7 +362,6 @@ async fn look_up(
             (None, Some(stream), Some(version), None) => {
                 seen.last_versions.insert(stream, version);
             }
-            (None, None, None, Some(head)) => seen.head = head,
             other => {
                 return Err(backend_message(&format!(
                     "unexpected row in the group's lookup: {other:?}"
@@ -486,33 +543,29 @@ impl Rows {
     }
 }
 
-/// Writes every row with one statement, positions in row order, if no event appended since
-/// the lookup `seen` is in a stream it read or has one of the rows' ids; returns each event's
-/// position, or `None` when one is and nothing was written. Outside a transaction, this is the
-/// whole of a commit in one round trip.
-async fn insert_if_unchanged(
+/// Writes every row with one statement, positions in row order, if every stream `seen` read is
+/// still at the version it saw and none of the rows' ids is stored; returns each event's
+/// position, or `None` when that does not hold and nothing was written. Outside a transaction,
+/// this is the whole of a commit in one round trip.
+async fn insert_as_seen(
     executor: impl sqlx::PgExecutor<'_>,
     seen: &Seen,
     rows: &Rows,
 ) -> Result<Option<HashMap<Uuid, i64>>, AppendError> {
-    if rows.event_ids.is_empty() {
-        return Ok(Some(HashMap::new()));
-    }
-    let inserted: Vec<(Uuid, i64)> = sqlx::query_as(
-        "SELECT * FROM keryu_append_if_unchanged($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-    )
-    .bind(seen.head)
-    .bind(&seen.streams)
-    .bind(&rows.streams)
-    .bind(&rows.versions)
-    .bind(&rows.event_ids)
-    .bind(&rows.event_types)
-    .bind(&rows.schema_versions)
-    .bind(&rows.data)
-    .bind(&rows.metadata)
-    .fetch_all(executor)
-    .await
-    .map_err(backend)?;
+    let inserted: Vec<(Uuid, i64)> =
+        sqlx::query_as("SELECT * FROM keryu_append_as_assumed($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+            .bind(&seen.streams)
+            .bind(seen.versions())
+            .bind(&rows.streams)
+            .bind(&rows.versions)
+            .bind(&rows.event_ids)
+            .bind(&rows.event_types)
+            .bind(&rows.schema_versions)
+            .bind(&rows.data)
+            .bind(&rows.metadata)
+            .fetch_all(executor)
+            .await
+            .map_err(backend)?;
     Ok((!inserted.is_empty()).then(|| inserted.into_iter().collect()))
 }
 
@@ -561,7 +614,7 @@ mod tests {
         let mut other = pool.acquire().await.expect("another connection");
         let answers = write(&mut other, &[later]).await.expect("the later append");
         assert!(answers.iter().all(Result::is_ok), "{answers:?}");
-        insert_if_unchanged(&mut *connection, &seen, &decided.rows)
+        insert_as_seen(&mut *connection, &seen, &decided.rows)
             .await
             .expect("no failure")
             .is_none()
@@ -703,5 +756,99 @@ mod tests {
                 .await
                 .expect("count");
         assert_eq!(refused_rows, 0);
+    }
+
+    /// A group decided on what its appends expect, with no lookup, is written only while the
+    /// log is as they expect: its stream at the expected version, the stream a precondition
+    /// names too, its event ids new.
+    #[sqlx::test(migrator = "crate::postgres::MIGRATOR")]
+    async fn a_write_on_expectations_goes_in_only_while_they_hold(pool: PgPool) {
+        let mut connection = pool.acquire().await.expect("connection");
+        let guarded = stream("subject");
+        let created = append(&guarded, ExpectedVersion::NoStream, &[]);
+        let same_ids = Append {
+            stream: stream("subject"),
+            expected: ExpectedVersion::NoStream,
+            events: created.events.clone(),
+            preconditions: Vec::new(),
+        };
+        let cases = [
+            (created, true, "a new stream"),
+            (
+                append(&guarded, ExpectedVersion::Exact(0), &[]),
+                true,
+                "the expected version",
+            ),
+            (same_ids, false, "an event id already stored"),
+            (
+                append(&guarded, ExpectedVersion::Exact(0), &[]),
+                false,
+                "a stale version",
+            ),
+            (
+                append(&guarded, ExpectedVersion::NoStream, &[]),
+                false,
+                "a stream that exists",
+            ),
+            (
+                append(
+                    &stream("notification"),
+                    ExpectedVersion::NoStream,
+                    &[(&guarded, 0)],
+                ),
+                false,
+                "a stale precondition",
+            ),
+            (
+                append(
+                    &stream("notification"),
+                    ExpectedVersion::NoStream,
+                    &[(&guarded, 1)],
+                ),
+                true,
+                "a precondition that holds",
+            ),
+        ];
+        for (append, goes_in, case) in cases {
+            let group = [append];
+            let expected = Seen::expected_by(&group).expect("every version expected");
+            let decided = Decided::of(&group, &expected).expect("decided");
+            let written = insert_as_seen(&mut *connection, &expected, &decided.rows)
+                .await
+                .expect("no failure");
+            assert_eq!(written.is_some(), goes_in, "{case}");
+        }
+        let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM events")
+            .fetch_one(&pool)
+            .await
+            .expect("count");
+        assert_eq!(stored, 3, "the three writes whose expectations held");
+    }
+
+    /// The first append naming a stream says what the group assumes of it; later ones are
+    /// decided against the appends before them. An append at any version assumes nothing.
+    #[test]
+    fn a_group_assumes_what_its_first_mention_of_each_stream_expects() {
+        let (subject, notification) = (stream("subject"), stream("notification"));
+        let group = [
+            append(&notification, ExpectedVersion::NoStream, &[(&subject, 4)]),
+            append(&subject, ExpectedVersion::Exact(5), &[]),
+            append(&notification, ExpectedVersion::Exact(0), &[(&subject, 6)]),
+        ];
+        let expected = Seen::expected_by(&group).expect("every version expected");
+        assert_eq!(
+            expected.streams,
+            vec![
+                notification.as_str().to_owned(),
+                subject.as_str().to_owned()
+            ]
+        );
+        assert_eq!(expected.versions(), vec![-1, 4]);
+        assert!(expected.stored.is_empty());
+        let with_any = [
+            append(&subject, ExpectedVersion::Exact(5), &[]),
+            append(&stream("alarm"), ExpectedVersion::Any, &[]),
+        ];
+        assert!(Seen::expected_by(&with_any).is_none());
     }
 }

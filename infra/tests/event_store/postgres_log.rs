@@ -98,12 +98,12 @@ async fn a_follower_never_passes_an_append_that_commits_late(pool: PgPool) {
     assert!(b.last_position > a.last_position);
 }
 
-/// The log writer decides a group on a lookup made without the write lock. Here another
-/// writer (A, holding the lock) creates a stream after the lookup of an append to it and
-/// before that append's write: the append must be decided again, not written on what its
-/// lookup saw. (Which appends moved streams are caught is `group_commit`'s unit test.)
+/// The log writer decides a group without the write lock, on what its appends expect or on a
+/// lookup. Here another writer (A, holding the lock) creates a stream after an append to it
+/// was decided and before its write: the append must be decided again, not written on what it
+/// took the stream to be. (Which moved streams are caught is `group_commit`'s unit tests.)
 #[sqlx::test(migrator = "keryu_infra::postgres::MIGRATOR")]
-async fn an_append_is_decided_again_when_its_stream_moved_since_its_lookup(pool: PgPool) {
+async fn an_append_is_decided_again_when_its_stream_moved_before_its_write(pool: PgPool) {
     use keryu_infra::event_store::AppendError;
 
     let store = PgEventStore::new(pool.clone(), MasterKey::development());
@@ -126,8 +126,8 @@ async fn an_append_is_decided_again_when_its_stream_moved_since_its_lookup(pool:
                 .await
         }
     });
-    // The append's lookup does not wait for A (it takes no lock) and misses A's stream; its
-    // write waits for A's lock.
+    // The append is decided without waiting for A (it takes no lock) and misses A's stream;
+    // its write waits for A's lock.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!append.is_finished());
     transaction_a.commit().await.expect("commit A");
