@@ -8,7 +8,7 @@ use keryu_infra::postgres::{PgEventStore, SubscriptionOptions};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::support::{event, events, next_within, stream};
+use crate::support::{event, events, next_within, stream, until_backends_wait_for_a_lock};
 use keryu_infra::personal_data::MasterKey;
 
 /// Writer A takes a position and stays open; writers B (through the store) and C (a raw INSERT
@@ -58,7 +58,7 @@ async fn a_follower_never_passes_an_append_that_commits_late(pool: PgPool) {
         }
     });
 
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    until_backends_wait_for_a_lock(&pool, 2).await;
     assert!(
         !writer_b.is_finished(),
         "B committed while the earlier A was still open"
@@ -128,7 +128,7 @@ async fn an_append_is_decided_again_when_its_stream_moved_before_its_write(pool:
     });
     // The append is decided without waiting for A (it takes no lock) and misses A's stream;
     // its write waits for A's lock.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    until_backends_wait_for_a_lock(&pool, 1).await;
     assert!(!append.is_finished());
     transaction_a.commit().await.expect("commit A");
 

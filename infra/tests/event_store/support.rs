@@ -5,6 +5,7 @@ use std::time::Duration;
 use keryu_infra::event_store::{
     Actor, EventMetadata, NewEvent, RecordedEvent, StreamName, Subscription,
 };
+use sqlx::PgPool;
 use uuid::Uuid;
 
 /// A fresh stream name in `category`.
@@ -43,6 +44,25 @@ pub async fn next_within(subscription: &mut Subscription, wait: Duration) -> Opt
         .await
         .ok()
         .flatten()
+}
+
+/// Waits until `count` backends of this database wait for a lock — appends queued behind the
+/// log's write lock — so that a test knows they got that far instead of sleeping and hoping.
+pub async fn until_backends_wait_for_a_lock(pool: &PgPool, count: i64) {
+    for _ in 0..1_000 {
+        let waiting: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .fetch_one(pool)
+        .await
+        .expect("activity");
+        if waiting >= count {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("fewer than {count} backends came to wait for a lock");
 }
 
 /// Asserts that `recorded` is `appended` as the store should have kept it.
