@@ -19,7 +19,7 @@
 //! transaction fails, every append of the group that would have written gets the error;
 //! nothing of the group is stored.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, PgPool};
@@ -271,6 +271,7 @@ impl Seen {
             stored: HashMap::new(),
             last_versions: HashMap::new(),
         };
+        let mut named = HashSet::new();
         for append in requests {
             let expectations = std::iter::once((&append.stream, append.expected)).chain(
                 append
@@ -280,7 +281,7 @@ impl Seen {
             );
             for (stream, expected) in expectations {
                 let stream = stream.as_str();
-                if seen.streams.iter().any(|named| named == stream) {
+                if !named.insert(stream) {
                     continue;
                 }
                 match expected {
