@@ -204,17 +204,13 @@ async fn write(
     requests: &[Append],
 ) -> Result<Vec<Result<AppendResult, AppendError>>, AppendError> {
     if let Some(expected) = Seen::expected_by(requests) {
-        let decided = Decided::of(requests, &expected)?;
-        // A group that writes nothing has no write to check its assumptions: it is looked up.
-        if !decided.rows.event_ids.is_empty()
-            && let Some(positions) =
-                insert_as_seen(&mut *connection, &expected, &decided.rows).await?
-        {
-            return decided.answers(&positions);
+        if let Some(answers) = decide_and_insert(&mut *connection, requests, &expected).await? {
+            return Ok(answers);
         }
         metrics::counter!("keryu_event_store_groups_looked_up_total").increment(1);
     }
-    if let Some(answers) = decide_and_insert(&mut *connection, requests).await? {
+    let seen = look_up(&mut *connection, requests).await?;
+    if let Some(answers) = decide_and_insert(&mut *connection, requests, &seen).await? {
         return Ok(answers);
     }
     metrics::counter!("keryu_event_store_groups_decided_again_total").increment(1);
@@ -223,7 +219,8 @@ async fn write(
         .begin_with("BEGIN; SELECT keryu_lock_event_log()")
         .await
         .map_err(backend)?;
-    let answers = decide_and_insert(&mut transaction, requests)
+    let seen = look_up(&mut *transaction, requests).await?;
+    let answers = decide_and_insert(&mut transaction, requests, &seen)
         .await?
         .ok_or_else(|| {
             backend_message("the group's streams moved while the write lock was held")
@@ -232,19 +229,23 @@ async fn write(
     Ok(answers)
 }
 
-/// Looks up, decides and writes the group on `connection`; `None` when something appended
-/// since the lookup touched what it read, and nothing was written.
+/// Decides the group on `seen` and writes it on `connection`; `None` when, under the lock,
+/// the streams and ids were not as `seen` has them, and nothing was written. A group that
+/// writes nothing has no write to check `seen` with: it is answered only on a lookup.
 async fn decide_and_insert(
     connection: &mut PgConnection,
     requests: &[Append],
+    seen: &Seen,
 ) -> Result<Option<Vec<Result<AppendResult, AppendError>>>, AppendError> {
-    let seen = look_up(&mut *connection, requests).await?;
-    let decided = Decided::of(requests, &seen)?;
-    // Decisions that write nothing rest on the lookup's snapshot alone.
+    let decided = Decided::of(requests, seen)?;
     if decided.rows.event_ids.is_empty() {
-        return decided.answers(&HashMap::new()).map(Some);
+        return if seen.looked_up {
+            decided.answers(&HashMap::new()).map(Some)
+        } else {
+            Ok(None)
+        };
     }
-    match insert_as_seen(&mut *connection, &seen, &decided.rows).await? {
+    match insert_as_seen(&mut *connection, seen, &decided.rows).await? {
         Some(positions) => decided.answers(&positions).map(Some),
         None => Ok(None),
     }
@@ -259,6 +260,9 @@ struct Seen {
     stored: HashMap<Uuid, (String, i64, i64)>,
     /// The last version of each stream read that has events.
     last_versions: HashMap<String, i64>,
+    /// Read from the log in one snapshot, rather than assumed: decisions that write nothing
+    /// may rest on it alone.
+    looked_up: bool,
 }
 
 impl Seen {
@@ -270,6 +274,7 @@ impl Seen {
             streams: Vec::new(),
             stored: HashMap::new(),
             last_versions: HashMap::new(),
+            looked_up: false,
         };
         let mut named = HashSet::new();
         for append in requests {
@@ -354,6 +359,7 @@ async fn look_up(
         streams,
         stored: HashMap::new(),
         last_versions: HashMap::new(),
+        looked_up: true,
     };
     for row in found {
         match row {
@@ -611,11 +617,10 @@ mod tests {
     async fn stale_after(pool: &PgPool, group: &[Append], later: Append) -> bool {
         let mut connection = pool.acquire().await.expect("connection");
         let seen = look_up(&mut *connection, group).await.expect("lookup");
-        let decided = Decided::of(group, &seen).expect("decided");
         let mut other = pool.acquire().await.expect("another connection");
         let answers = write(&mut other, &[later]).await.expect("the later append");
         assert!(answers.iter().all(Result::is_ok), "{answers:?}");
-        insert_as_seen(&mut *connection, &seen, &decided.rows)
+        decide_and_insert(&mut connection, group, &seen)
             .await
             .expect("no failure")
             .is_none()
@@ -813,8 +818,7 @@ mod tests {
         for (append, goes_in, case) in cases {
             let group = [append];
             let expected = Seen::expected_by(&group).expect("every version expected");
-            let decided = Decided::of(&group, &expected).expect("decided");
-            let written = insert_as_seen(&mut *connection, &expected, &decided.rows)
+            let written = decide_and_insert(&mut connection, &group, &expected)
                 .await
                 .expect("no failure");
             assert_eq!(written.is_some(), goes_in, "{case}");
@@ -824,6 +828,38 @@ mod tests {
             .await
             .expect("count");
         assert_eq!(stored, 3, "the three writes whose expectations held");
+    }
+
+    /// A group that writes nothing cannot have its assumptions checked by a write: here its
+    /// first append (which has no events) wrongly expects version 5 of a stream at 0, which
+    /// would refuse the second; the group must be looked up and the second written.
+    #[sqlx::test(migrator = "crate::postgres::MIGRATOR")]
+    async fn a_group_that_would_write_nothing_is_decided_on_a_lookup(pool: PgPool) {
+        let mut connection = pool.acquire().await.expect("connection");
+        let subject = stream("subject");
+        let created = write(
+            &mut connection,
+            &[append(&subject, ExpectedVersion::NoStream, &[])],
+        )
+        .await
+        .expect("the subject");
+        assert!(created.iter().all(Result::is_ok), "{created:?}");
+
+        let empty = Append {
+            events: Vec::new(),
+            ..append(&subject, ExpectedVersion::Exact(5), &[])
+        };
+        let answers = write(
+            &mut connection,
+            &[empty, append(&subject, ExpectedVersion::Exact(0), &[])],
+        )
+        .await
+        .expect("the group");
+        let [nothing, written] = answers.as_slice() else {
+            panic!("one answer per append: {answers:?}");
+        };
+        assert!(matches!(nothing, Err(AppendError::NoEvents)), "{nothing:?}");
+        assert_eq!(written.as_ref().map(|a| a.last_version).ok(), Some(1));
     }
 
     /// The first append naming a stream says what the group assumes of it; later ones are
