@@ -20,60 +20,9 @@
 -- committed before it. Both checks are index look-ups: the last version of each stream through
 -- the (stream_name, stream_version) index, the ids through the event_id index.
 --
--- keryu_append_if_unchanged (0010) stays, unused by this release, for processes of the
--- previous one still running during a rolling upgrade; both now share the insert itself,
--- keryu_insert_events.
-
--- Inserts a group's rows in the given order and returns each event's position. Only for a
--- caller holding the log's write lock (0002), which has checked what the rows were decided on.
-CREATE FUNCTION keryu_insert_events(
-    new_streams text[],
-    new_versions bigint[],
-    new_ids uuid[],
-    new_types text[],
-    new_schema_versions integer[],
-    new_data text[],
-    new_metadata text[]
-)
-RETURNS TABLE (appended_id uuid, appended_at bigint)
-LANGUAGE sql AS $$
-    INSERT INTO events
-        (stream_name, stream_version, event_id, event_type, schema_version, data, metadata)
-    SELECT row.stream_name, row.stream_version, row.event_id, row.event_type,
-           row.schema_version, row.data::jsonb, row.metadata::jsonb
-    FROM unnest(new_streams, new_versions, new_ids, new_types, new_schema_versions, new_data,
-                new_metadata)
-         WITH ORDINALITY AS row(stream_name, stream_version, event_id, event_type,
-                                schema_version, data, metadata, ordinality)
-    ORDER BY row.ordinality
-    RETURNING events.event_id, events.global_position
-$$;
-
-CREATE OR REPLACE FUNCTION keryu_append_if_unchanged(
-    seen_head bigint,
-    read_streams text[],
-    new_streams text[],
-    new_versions bigint[],
-    new_ids uuid[],
-    new_types text[],
-    new_schema_versions integer[],
-    new_data text[],
-    new_metadata text[]
-)
-RETURNS TABLE (appended_id uuid, appended_at bigint)
-LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM keryu_lock_event_log();
-    IF EXISTS (SELECT FROM events
-               WHERE global_position > seen_head
-                 AND (stream_name = ANY(read_streams) OR event_id = ANY(new_ids))) THEN
-        RETURN;
-    END IF;
-    RETURN QUERY SELECT * FROM keryu_insert_events(new_streams, new_versions, new_ids, new_types,
-                                                   new_schema_versions, new_data, new_metadata);
-END
-$$;
-
+-- keryu_append_if_unchanged (0010) stays as it was, unused by this release, for processes of
+-- the previous one still running during a rolling update (migrations stay additive); a later
+-- migration can drop it.
 CREATE FUNCTION keryu_append_as_assumed(
     assumed_streams text[],
     assumed_versions bigint[],
@@ -97,7 +46,16 @@ BEGIN
                         <> assumed.version) THEN
         RETURN;
     END IF;
-    RETURN QUERY SELECT * FROM keryu_insert_events(new_streams, new_versions, new_ids, new_types,
-                                                   new_schema_versions, new_data, new_metadata);
+    RETURN QUERY
+    INSERT INTO events
+        (stream_name, stream_version, event_id, event_type, schema_version, data, metadata)
+    SELECT row.stream_name, row.stream_version, row.event_id, row.event_type,
+           row.schema_version, row.data::jsonb, row.metadata::jsonb
+    FROM unnest(new_streams, new_versions, new_ids, new_types, new_schema_versions, new_data,
+                new_metadata)
+         WITH ORDINALITY AS row(stream_name, stream_version, event_id, event_type,
+                                schema_version, data, metadata, ordinality)
+    ORDER BY row.ordinality
+    RETURNING events.event_id, events.global_position;
 END
 $$;
