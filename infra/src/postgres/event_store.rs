@@ -491,6 +491,7 @@ async fn ask<Request, Answer>(
     answer.await.ok()
 }
 
-fn limit(max_count: usize) -> i64 {
+/// `max_count` as a SQL `LIMIT` (a count beyond `i64` means no limit).
+pub(super) fn limit(max_count: usize) -> i64 {
     i64::try_from(max_count).unwrap_or(i64::MAX)
 }

@@ -21,7 +21,7 @@
 use sqlx::{FromRow, PgPool};
 use tokio::sync::{mpsc, oneshot};
 
-use super::event_store::PgEventStore;
+use super::event_store::{PgEventStore, limit};
 use super::rows::{EventRow, select_events};
 use crate::event_store::{RecordedEvent, StoreError, StreamName, StreamVersion};
 
@@ -105,10 +105,7 @@ async fn query(
         .iter()
         .map(|read| i64::try_from(read.from).unwrap_or(i64::MAX))
         .collect();
-    let max_count: Vec<i64> = reads
-        .iter()
-        .map(|read| i64::try_from(read.max_count).unwrap_or(i64::MAX))
-        .collect();
+    let max_count: Vec<i64> = reads.iter().map(|read| limit(read.max_count)).collect();
     let rows: Vec<BatchRow> = sqlx::query_as(concat!(
         "SELECT wanted.read - 1 AS read, e.* \
          FROM unnest($1::text[], $2::int8[], $3::int8[]) \
