@@ -612,6 +612,16 @@ mod tests {
         StreamName::new(category, Uuid::now_v7()).expect("valid stream name")
     }
 
+    /// Creates `streams` (one event each) in one group, as a test's starting point.
+    async fn create(connection: &mut PgConnection, streams: &[&StreamName]) {
+        let group: Vec<Append> = streams
+            .iter()
+            .map(|stream| append(stream, ExpectedVersion::NoStream, &[]))
+            .collect();
+        let created = write(connection, &group).await.expect("the streams");
+        assert!(created.iter().all(Result::is_ok), "{created:?}");
+    }
+
     /// Decides `group` on a lookup, lets `later` be appended by another writer, then tries the
     /// group's write: whether it found its lookup stale (and wrote nothing).
     async fn stale_after(pool: &PgPool, group: &[Append], later: Append) -> bool {
@@ -633,13 +643,7 @@ mod tests {
     async fn a_write_goes_in_only_while_its_lookup_holds(pool: PgPool) {
         let mut connection = pool.acquire().await.expect("connection");
         let guarded = stream("subject");
-        let created = write(
-            &mut connection,
-            &[append(&guarded, ExpectedVersion::NoStream, &[])],
-        )
-        .await
-        .expect("the guarded stream");
-        assert!(created.iter().all(Result::is_ok), "{created:?}");
+        create(&mut connection, &[&guarded]).await;
 
         let appended_to = stream("notification");
         assert!(
@@ -699,16 +703,7 @@ mod tests {
     async fn a_failed_precondition_refuses_only_its_own_append(pool: PgPool) {
         let mut connection = pool.acquire().await.expect("connection");
         let (subject, other) = (stream("subject"), stream("subject"));
-        let created = write(
-            &mut connection,
-            &[
-                append(&subject, ExpectedVersion::NoStream, &[]),
-                append(&other, ExpectedVersion::NoStream, &[]),
-            ],
-        )
-        .await
-        .expect("the setup group");
-        assert!(created.iter().all(Result::is_ok), "{created:?}");
+        create(&mut connection, &[&subject, &other]).await;
 
         let stale = stream("notification");
         let group = [
@@ -837,13 +832,7 @@ mod tests {
     async fn a_group_that_would_write_nothing_is_decided_on_a_lookup(pool: PgPool) {
         let mut connection = pool.acquire().await.expect("connection");
         let subject = stream("subject");
-        let created = write(
-            &mut connection,
-            &[append(&subject, ExpectedVersion::NoStream, &[])],
-        )
-        .await
-        .expect("the subject");
-        assert!(created.iter().all(Result::is_ok), "{created:?}");
+        create(&mut connection, &[&subject]).await;
 
         let empty = Append {
             events: Vec::new(),
