@@ -21,6 +21,7 @@ use keryu_projections::projection::Projection;
 use keryu_projections::projector::Projector;
 use keryu_projections::timers::TimersProjection;
 use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
 use uuid::Uuid;
 
 async fn command(store: &PgEventStore, id: NotificationId, command: NotificationCommand) {
@@ -224,6 +225,79 @@ async fn a_batch_is_never_applied_twice(pool: PgPool) {
     assert_eq!(replay.checkpoint, events.last().expect("events").position);
     assert_eq!(summary(&pool, id).await.total_attempts, 2);
     assert_counters_match_rows(&pool).await;
+}
+
+/// A batch reads the rows it changes through the table's key once the table is large, even on
+/// a connection that planned the read while it was small: a generic plan cached then (a
+/// sequential scan) would otherwise stay, and read the whole table for every batch after.
+#[sqlx::test(migrator = "keryu_infra::postgres::MIGRATOR")]
+async fn batches_read_their_rows_by_key_once_the_table_grew(pool: PgPool) {
+    let store = PgEventStore::new(pool.clone(), MasterKey::development());
+    // One connection, so that every batch runs on the plans the first ones cached.
+    let connection = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with((*pool.connect_options()).clone())
+        .await
+        .expect("a pool of one connection");
+    let projector = Projector::new(
+        PgEventStore::new(connection.clone(), MasterKey::development()),
+        NotificationsProjection,
+    );
+    projector.prepare().await.expect("prepare");
+    let mut checkpoint = Position::START;
+    let mut apply_new_notifications = async || {
+        for _ in 0..5 {
+            create(&store).await;
+        }
+        let events = store.read_all(checkpoint, 1_000).await.expect("events");
+        checkpoint = projector
+            .apply_batch(&events)
+            .await
+            .expect("batch")
+            .checkpoint;
+    };
+    // More batches than PostgreSQL plans one by one before it may settle on a generic plan.
+    for _ in 0..8 {
+        apply_new_notifications().await;
+    }
+    sqlx::query(
+        "INSERT INTO projection_notifications.notifications \
+             (id, subject_id, status, max_attempts, created_at, position) \
+         SELECT gen_random_uuid(), gen_random_uuid(), 'read', 3, now(), 0 \
+         FROM generate_series(1, 20000)",
+    )
+    .execute(&pool)
+    .await
+    .expect("grow the table");
+    let before = sequential_scans_of_notifications(&connection, &pool).await;
+
+    for _ in 0..4 {
+        apply_new_notifications().await;
+    }
+
+    let after = sequential_scans_of_notifications(&connection, &pool).await;
+    let rows: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM projection_notifications.notifications")
+            .fetch_one(&pool)
+            .await
+            .expect("rows");
+    assert_eq!((rows, after - before), (20_060, 0));
+}
+
+/// The sequential scans of the notifications table so far, including those of `connection`'s
+/// backend, whose statistics reach `pg_stat_user_tables` only when it next goes idle.
+async fn sequential_scans_of_notifications(connection: &PgPool, pool: &PgPool) -> i64 {
+    sqlx::query("SELECT pg_stat_force_next_flush()")
+        .execute(connection)
+        .await
+        .expect("flush the statistics");
+    sqlx::query_scalar(
+        "SELECT seq_scan FROM pg_stat_user_tables \
+         WHERE schemaname = 'projection_notifications' AND relname = 'notifications'",
+    )
+    .fetch_one(pool)
+    .await
+    .expect("statistics")
 }
 
 /// A projector killed at any point and restarted ends where an uninterrupted one would.
