@@ -11,6 +11,7 @@ use std::future::Future;
 
 use keryu_infra::event_store::{Position, RecordedEvent};
 use keryu_infra::postgres::PgEventStore;
+use sqlx::AssertSqlSafe;
 
 use crate::follow::{FollowError, Follower, follow};
 
@@ -69,13 +70,24 @@ impl<R: Reaction> Reactor<R> {
 
     /// Records that every event up to `position` is handled. Never moves backwards, so two
     /// instances racing leave the furthest position.
+    ///
+    /// The commit does not wait for its WAL record to reach the disk. A checkpoint lost in a
+    /// crash of PostgreSQL only hands the last batches over again, which every reaction already
+    /// survives (a crash between effect and checkpoint does the same); and whatever the effects
+    /// wrote to the log is on disk first, the WAL being flushed in order. Waiting for the flush
+    /// delayed every next batch of the relay, which is on the path from a command's commit to
+    /// Twilio: at 500 notifications/s the end-to-end p50 was 2.6–7.4 ms lower without it
+    /// (four alternating 30 s runs of `keryu-bench end-to-end`).
     async fn advance(&self, position: Position) -> Result<(), sqlx::Error> {
-        sqlx::query(
-            "UPDATE process_checkpoints SET position = greatest(position, $2), updated_at = now() \
-             WHERE name = $1",
-        )
-        .bind(self.reaction.name())
-        .bind(i64::try_from(position.0).unwrap_or(i64::MAX))
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            // One message, hence one implicit transaction for both statements.
+            "SET LOCAL synchronous_commit = off; \
+             UPDATE process_checkpoints SET position = greatest(position, {position}), \
+                 updated_at = now() \
+             WHERE name = '{name}'",
+            position = i64::try_from(position.0).unwrap_or(i64::MAX),
+            name = self.reaction.name().replace('\'', "''"),
+        )))
         .execute(self.store.pool())
         .await?;
         Ok(())
