@@ -186,6 +186,11 @@ impl PgEventStore {
         }
     }
 
+    /// How this store's subscriptions read the log.
+    pub fn subscription_options(&self) -> SubscriptionOptions {
+        self.subscription
+    }
+
     /// The same store with other subscription settings, and a tail of its own: a tail already
     /// read for the old settings keeps them, so it is not shared with this store.
     #[must_use]
