@@ -147,18 +147,23 @@ mod tests {
         }
     }
 
-    async fn append_one(store: &PgEventStore) {
-        let stream = StreamName::new("test", Uuid::now_v7()).expect("stream");
-        let event = NewEvent {
+    fn new_event() -> NewEvent {
+        NewEvent {
             event_id: Uuid::now_v7(),
             event_type: "TestHappened".to_owned(),
             schema_version: 1,
             data: serde_json::json!({}),
             metadata: EventMetadata::default(),
             personal: None,
-        };
+        }
+    }
+
+    /// Appends `count` events to a new stream, in one commit.
+    async fn commit(store: &PgEventStore, count: usize) {
+        let stream = StreamName::new("test", Uuid::now_v7()).expect("stream");
+        let events = (0..count).map(|_| new_event()).collect();
         store
-            .append(&stream, ExpectedVersion::NoStream, vec![event])
+            .append(&stream, ExpectedVersion::NoStream, events)
             .await
             .expect("append");
     }
@@ -185,12 +190,12 @@ mod tests {
             .await;
         };
         let committing = async {
-            append_one(&store).await;
+            commit(&store, 1).await;
             while batches().is_empty() {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
             for _ in 0..9 {
-                append_one(&store).await;
+                commit(&store, 1).await;
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             let after_the_commits = batches();
@@ -226,21 +231,7 @@ mod tests {
     async fn a_follower_catching_up_is_not_paced(pool: PgPool) {
         let store = PgEventStore::new(pool, MasterKey::development());
         let page_size = store.subscription_options().page_size;
-        let stream = StreamName::new("test", Uuid::now_v7()).expect("stream");
-        let events = (0..page_size * 2 + 1)
-            .map(|_| NewEvent {
-                event_id: Uuid::now_v7(),
-                event_type: "TestHappened".to_owned(),
-                schema_version: 1,
-                data: serde_json::json!({}),
-                metadata: EventMetadata::default(),
-                personal: None,
-            })
-            .collect();
-        store
-            .append(&stream, ExpectedVersion::NoStream, events)
-            .await
-            .expect("append");
+        commit(&store, page_size * 2 + 1).await;
         let follower = Counting {
             store: store.clone(),
             from: Position::START,
