@@ -232,7 +232,8 @@ fn describe() {
     describe_counter!(
         "keryu_event_store_groups_looked_up_total",
         "Groups of appends decided again on a lookup because what their appends expect did not \
-         hold (a stale caller, a retried append, another process's write)"
+         hold (a stale caller, a retried append, another process's write) or, writing nothing, \
+         could not be checked by a write"
     );
     describe_counter!(
         "keryu_event_store_groups_decided_again_total",
