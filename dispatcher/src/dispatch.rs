@@ -8,8 +8,8 @@
 //! 3. append `DeliveryAttemptStarted` with the version just read — **the append is the claim**:
 //!    of two dispatchers holding the same message, only one append succeeds (the stream is
 //!    read again only when it moved during step 2);
-//! 4. at the slot (a fresh one if the claim made it miss its own), call Twilio (no transaction
-//!    or lock is held across the call);
+//! 4. at the slot (a fresh one if it was missed: a slow claim, a stalled process), call
+//!    Twilio (no transaction or lock is held across the call);
 //! 5. append `NotificationSent`, or the failed attempt with its transient/permanent class
 //!    (the domain then schedules a retry with backoff or fails the notification), decided
 //!    against the state the claim left rather than a third read of the stream;
@@ -191,11 +191,7 @@ impl Dispatcher {
             return Ok(Dispatched::Skipped);
         };
         if let Some(slot) = slot {
-            self.limiter
-                .on_time(&self.settings.sender, slot)
-                .await
-                .wait(Duration::ZERO)
-                .await;
+            self.limiter.wait_to_send(&self.settings.sender, slot).await;
         }
         let message = OutgoingMessage {
             to: recipient.as_str().to_owned(),

@@ -10,14 +10,26 @@
 //!
 //! GCRA in one line: the row holds the *theoretical arrival time* (TAT) — when the budget is
 //! next fully spent. A send takes slot `max(TAT, now − τ)` and pushes TAT one emission
-//! interval `T = 1/rate` further; `τ = (burst − 1)·T` lets an idle sender send `burst`
-//! messages back to back. A 429 from Twilio pushes TAT forward by its `Retry-After`, which
-//! slows every dispatcher down at once.
+//! interval `T` further; `τ = (burst − 1)·T` lets an idle sender send `burst` messages back to
+//! back. A 429 from Twilio pushes TAT forward by its `Retry-After`, which slows every
+//! dispatcher down at once.
+//!
+//! The limit is Twilio's, counted when calls *arrive* there, and a call's way there varies:
+//! with `T = 1/rate`, M + burst + 1 consecutive slots span only `burst/M` more than a second,
+//! 12.5 ms at 80/s with a burst of 1, so one call held up that much longer than the call
+//! M + burst slots later puts M + burst + 1 into one second. Slots are therefore planned as M
+//! per `1 s + jitter` (`T = (1 s + jitter)/M`, [`SenderRateLimiter::allowing_jitter`]): the
+//! rate falls short of M by `jitter` in a second, and a call may be held up
+//! `jitter + burst·T` longer than a later one before Twilio sees more than M + burst in one
+//! second.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
+
+/// How many fresh slots a send that keeps missing its slot takes before it goes late anyway.
+const FRESH_SLOTS: usize = 3;
 
 /// A reserved send slot, in the database's clock (shared by every dispatcher).
 ///
@@ -58,6 +70,8 @@ pub struct SenderRateLimiter {
     pool: PgPool,
     /// `None` = unlimited.
     budget: Option<Budget>,
+    messages_per_second: f64,
+    burst: u32,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -68,18 +82,40 @@ struct Budget {
     burst_tolerance: f64,
 }
 
-impl SenderRateLimiter {
-    /// `messages_per_second` per sender (0 = unlimited), allowing `burst` back-to-back sends
-    /// after an idle period (at least 1).
-    pub fn new(pool: PgPool, messages_per_second: f64, burst: u32) -> Self {
-        let budget = (messages_per_second > 0.0).then(|| {
-            let emission_interval = 1.0 / messages_per_second;
+impl Budget {
+    /// `messages_per_second` per `1 s + jitter`, `burst` back to back; `None` when unlimited.
+    fn new(messages_per_second: f64, burst: u32, jitter: Duration) -> Option<Budget> {
+        (messages_per_second > 0.0).then(|| {
+            let emission_interval = (1.0 + jitter.as_secs_f64()) / messages_per_second;
             Budget {
                 emission_interval,
                 burst_tolerance: f64::from(burst.max(1) - 1) * emission_interval,
             }
-        });
-        SenderRateLimiter { pool, budget }
+        })
+    }
+}
+
+impl SenderRateLimiter {
+    /// `messages_per_second` per sender (0 = unlimited), allowing `burst` back-to-back sends
+    /// after an idle period (at least 1), with no allowance for jitter.
+    pub fn new(pool: PgPool, messages_per_second: f64, burst: u32) -> Self {
+        SenderRateLimiter {
+            pool,
+            budget: Budget::new(messages_per_second, burst, Duration::ZERO),
+            messages_per_second,
+            burst,
+        }
+    }
+
+    /// The same limit, planned as `messages_per_second` per `1 s + jitter`, so that calls
+    /// whose way to Twilio differs by up to `jitter` (plus the burst's own slack) still arrive
+    /// at most M + burst in any second (see the module's documentation).
+    #[must_use]
+    pub fn allowing_jitter(self, jitter: Duration) -> Self {
+        SenderRateLimiter {
+            budget: Budget::new(self.messages_per_second, self.burst, jitter),
+            ..self
+        }
     }
 
     /// Takes `sender`'s next send slot without waiting for it; `None` when unlimited.
@@ -108,30 +144,38 @@ impl SenderRateLimiter {
         Ok(Some(Slot { at, now }))
     }
 
-    /// The slot to send at: `slot` itself, unless it passed more than half an emission
-    /// interval ago, in which case a fresh one.
+    /// Waits until the send may leave: at `slot`, unless the wait ends more than half an
+    /// emission interval after it, in which case at a fresh slot. Answers the slot it kept.
     ///
-    /// Slots are one interval apart, so sends made within half an interval of their slots
-    /// never put more than M + 1 in any one-second window. A send that fell further behind
-    /// (its claim was slow, the process stalled) would go out together with the sends of the
-    /// slots after it; it takes a new slot instead and the missed one stays unused. Should the
-    /// database fail meanwhile, the missed slot is kept: the attempt is already claimed, and a
-    /// send a little late beats one abandoned to its lease.
-    pub async fn on_time(&self, sender: &str, slot: Slot) -> Slot {
+    /// A send that fell further behind (its claim was slow, the process stalled, even during
+    /// this very wait) would go out together with the sends of the slots after it; it takes a
+    /// new slot instead and the missed one stays unused. Lateness is judged when the wait
+    /// ends, right before the call, since that is when the call leaves. A send that misses
+    /// [`FRESH_SLOTS`] slots in a row, or whose fresh slot the database cannot give, goes late:
+    /// the attempt is already claimed, and a send a little late beats one abandoned to its
+    /// lease.
+    pub async fn wait_to_send(&self, sender: &str, mut slot: Slot) -> Slot {
         let Some(budget) = self.budget else {
             return slot;
         };
-        if !slot.missed_by_more_than(Duration::from_secs_f64(budget.emission_interval / 2.0)) {
-            return slot;
-        }
-        metrics::counter!("keryu_rate_limiter_missed_slots_total").increment(1);
-        match self.reserve(sender).await {
-            Ok(fresh) => fresh.unwrap_or(slot),
-            Err(error) => {
-                tracing::warn!(%error, "could not take a fresh send slot; sending late");
-                slot
+        let allowed_lateness = Duration::from_secs_f64(budget.emission_interval / 2.0);
+        for _ in 0..FRESH_SLOTS {
+            slot.wait(Duration::ZERO).await;
+            if !slot.missed_by_more_than(allowed_lateness) {
+                return slot;
+            }
+            metrics::counter!("keryu_rate_limiter_missed_slots_total").increment(1);
+            match self.reserve(sender).await {
+                Ok(Some(fresh)) => slot = fresh,
+                Ok(None) => return slot,
+                Err(error) => {
+                    tracing::warn!(%error, "could not take a fresh send slot; sending late");
+                    return slot;
+                }
             }
         }
+        slot.wait(Duration::ZERO).await;
+        slot
     }
 
     /// Twilio said "too many requests": no dispatcher sends from `sender` for `pause`.

@@ -217,6 +217,10 @@ pub struct DispatcherConfig {
     pub sender_mps: f64,
     /// `KERYU_SENDER_BURST`: messages a sender may send back to back after being idle.
     pub sender_burst: u32,
+    /// `KERYU_SENDER_JITTER_MS`: how much longer one call's way to Twilio may take than a later
+    /// call's before Twilio could count more than MPS + burst in one second; the sender then
+    /// sends MPS messages per second plus this.
+    pub sender_jitter_ms: u64,
     /// `KERYU_DISPATCH_LEASE_SECONDS`: how long a claimed attempt may go without an outcome
     /// before it is declared unknown.
     pub lease_seconds: u64,
@@ -367,6 +371,7 @@ impl Config {
                 concurrency: keys.positive("KERYU_DISPATCHER_CONCURRENCY", 32)?,
                 sender_mps: keys.non_negative("KERYU_SENDER_MPS", 1.0)?,
                 sender_burst: keys.positive("KERYU_SENDER_BURST", 1)?,
+                sender_jitter_ms: keys.parse("KERYU_SENDER_JITTER_MS", 10)?,
                 lease_seconds: keys.positive("KERYU_DISPATCH_LEASE_SECONDS", 60)?,
                 outcome_unknown_policy: keys.parse_with(
                     "KERYU_OUTCOME_UNKNOWN_POLICY",
@@ -569,6 +574,7 @@ mod tests {
              ?notification=00000000-0000-0000-0000-000000000000"
         );
         assert_eq!(config.dispatcher.sender_mps, 1.0);
+        assert_eq!(config.dispatcher.sender_jitter_ms, 10);
     }
 
     #[test]
@@ -665,6 +671,7 @@ mod tests {
             ("KERYU_JWT_ALGORITHM", "none"),
             ("KERYU_DEFAULT_MAX_ATTEMPTS", "11"),
             ("KERYU_SENDER_MPS", "-1"),
+            ("KERYU_SENDER_JITTER_MS", "-5"),
             ("KERYU_OUTCOME_UNKNOWN_POLICY", "maybe"),
             ("KERYU_DISPATCHER_CONCURRENCY", "0"),
             ("KERYU_LOG_FORMAT", "xml"),
