@@ -156,6 +156,7 @@ pub async fn run(bench: &Bench, args: &RateLimitArgs) -> anyhow::Result<()> {
             "busiest_within_m_plus_burst": busiest <= allowed,
             "per_second": seconds,
             "received_total": times.len(),
+            "arrivals": in_window,
             "backlog_ran_out": short_of_backlog,
             "backlog": posted,
             "targets": { "deviation_percent_within": 2.0, "busiest_window_at_most": allowed },
