@@ -1,6 +1,8 @@
 //! Timers and the alarm fan-out against real PostgreSQL.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -16,16 +18,17 @@ use keryu_domain::{
     Aggregate, AlarmId, CustodianId, NotificationId, Personal, RetryPolicy, Role, SubjectId,
 };
 use keryu_infra::event_store::{
-    EventMetadata, EventStore, ExpectedVersion, NewEvent, Position, StreamName,
+    EventMetadata, EventStore, ExpectedVersion, NewEvent, Position, RecordedEvent, StreamName,
 };
 use keryu_infra::personal_data::MasterKey;
 use keryu_infra::postgres::PgEventStore;
 use keryu_infra::repository;
 use keryu_projections::alarm_fanout::{ALERT_TEMPLATE, AlarmFanOut};
 use keryu_projections::projector::Projector;
-use keryu_projections::reaction::Reaction;
+use keryu_projections::reaction::{Reaction, ReactionError, Reactor};
 use keryu_projections::timers::{Scheduler, SchedulerSettings, TimersProjection};
 use sqlx::PgPool;
+use tokio::sync::watch;
 use uuid::Uuid;
 
 async fn command<A: Aggregate>(store: &PgEventStore, id: Uuid, command: A::Command) -> A
@@ -454,4 +457,112 @@ async fn a_custodian_deactivated_during_the_fan_out_is_not_notified(pool: PgPool
     fan_out.await.expect("join").expect("fan out");
     let id = AlarmFanOut::notification_id(alarm.0, leaving);
     assert_eq!(notification(&store, id).await.created, None);
+}
+
+/// Counts the events it is handed; does nothing else.
+#[derive(Default)]
+struct Counting(AtomicUsize);
+
+impl Reaction for Counting {
+    fn name(&self) -> &'static str {
+        "counting"
+    }
+
+    async fn react(&self, events: &[RecordedEvent]) -> Result<(), ReactionError> {
+        self.0.fetch_add(events.len(), Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// Notes every write of a reactor's checkpoint in `checkpoint_writes`.
+async fn note_checkpoint_writes(pool: &PgPool) {
+    sqlx::raw_sql(
+        "CREATE TABLE checkpoint_writes (position bigint); \
+         CREATE FUNCTION note_checkpoint_write() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN INSERT INTO checkpoint_writes VALUES (NEW.position); RETURN NEW; END $$; \
+         CREATE TRIGGER note_checkpoint_write AFTER UPDATE ON process_checkpoints \
+             FOR EACH ROW EXECUTE FUNCTION note_checkpoint_write();",
+    )
+    .execute(pool)
+    .await
+    .expect("trigger");
+}
+
+async fn checkpoint_writes(pool: &PgPool) -> Vec<i64> {
+    sqlx::query_scalar("SELECT position FROM checkpoint_writes")
+        .fetch_all(pool)
+        .await
+        .expect("writes")
+}
+
+/// Runs `reactor` until the returned sender says stop.
+fn run_reactor(
+    reactor: Arc<Reactor<Counting>>,
+) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+    let (stop, mut stopped) = watch::channel(false);
+    let running = tokio::spawn(async move {
+        reactor
+            .run(async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            })
+            .await;
+    });
+    (stop, running)
+}
+
+async fn until_handled(reactor: &Reactor<Counting>, events: usize) {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while reactor.reaction().0.load(Ordering::SeqCst) < events {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the reaction is handed every event");
+}
+
+#[sqlx::test(migrator = "keryu_infra::postgres::MIGRATOR")]
+async fn a_reactor_records_its_checkpoint_per_interval_not_per_batch(pool: PgPool) {
+    note_checkpoint_writes(&pool).await;
+    let store = PgEventStore::new(pool.clone(), MasterKey::development());
+    let reactor = Arc::new(
+        Reactor::new(store.clone(), Counting::default())
+            .with_checkpoint_interval(Duration::from_secs(3600)),
+    );
+    let (stop, running) = run_reactor(Arc::clone(&reactor));
+    // Ten commits, each handed over as it comes: none is written within the hour…
+    for _ in 0..10 {
+        create_notification(&store, None).await;
+    }
+    until_handled(&reactor, 20).await;
+    assert_eq!(checkpoint_writes(&pool).await, Vec::<i64>::new());
+    // … and the last is written once, when the reactor stops.
+    let _ = stop.send(true);
+    running.await.expect("the reactor stops");
+    let head = store.head_position().await.expect("head");
+    assert_eq!(
+        checkpoint_writes(&pool).await,
+        [i64::try_from(head.0).expect("position")]
+    );
+    assert_eq!(reactor.checkpoint().await.expect("checkpoint"), head);
+}
+
+#[sqlx::test(migrator = "keryu_infra::postgres::MIGRATOR")]
+async fn an_idle_reactor_records_what_it_handled_within_an_interval(pool: PgPool) {
+    let store = PgEventStore::new(pool, MasterKey::development());
+    let reactor = Arc::new(
+        Reactor::new(store.clone(), Counting::default())
+            .with_checkpoint_interval(Duration::from_millis(50)),
+    );
+    let (stop, running) = run_reactor(Arc::clone(&reactor));
+    create_notification(&store, None).await;
+    let head = store.head_position().await.expect("head");
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while reactor.checkpoint().await.expect("checkpoint") < head {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the checkpoint reaches the head while the reactor runs");
+    let _ = stop.send(true);
+    running.await.expect("the reactor stops");
 }
