@@ -19,8 +19,8 @@
 //! 12.5 ms at 80/s with a burst of 1, so one call held up that much longer than the call
 //! M + burst slots later puts M + burst + 1 into one second. Slots are therefore planned as M
 //! per `1 s + jitter` (`T = (1 s + jitter)/M`, [`SenderRateLimiter::allowing_jitter`]): the
-//! rate falls short of M by `jitter` in a second, and a call may be held up
-//! `jitter + burst·T` longer than a later one before Twilio sees more than M + burst in one
+//! sender runs at `M/(1 + jitter)` per second, 1 % under M with 10 ms, and a call may be held
+//! up `jitter + burst·T` longer than a later one before Twilio sees more than M + burst in one
 //! second.
 
 use std::time::Duration;
