@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::support::{FreshDatabase, free_port, keryu, stderr};
+use crate::support::{FreshDatabase, delete_stream, free_port, keryu, stderr};
 
 #[tokio::test]
 async fn bootstrap_an_admin_then_serve_commands_until_sigterm() {
@@ -197,4 +197,5 @@ async fn bootstrap_an_admin_then_serve_commands_until_sigterm() {
     let status = exited.expect("keryu serve stopped after SIGTERM");
     assert!(status.success(), "keryu serve exited with {status}");
     database.drop().await;
+    delete_stream(&stream).await;
 }

@@ -59,6 +59,17 @@ impl FreshDatabase {
     }
 }
 
+/// Deletes the JetStream stream `name` (with its consumers) that a test's processes created on
+/// the test environment's NATS server, so that test runs leave no streams behind.
+pub async fn delete_stream(name: &str) {
+    let url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
+    let client = async_nats::connect(url).await.expect("NATS");
+    async_nats::jetstream::new(client)
+        .delete_stream(name)
+        .await
+        .expect("delete the test's stream");
+}
+
 /// A port nothing listens on yet.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -299,7 +310,7 @@ impl Deployment {
             .unwrap_or_default()
     }
 
-    /// Stops every process and drops the database.
+    /// Stops every process, and drops the database and the JetStream stream.
     pub async fn stop(mut self) {
         for process in &mut self.processes {
             let _ = process.0.kill();
@@ -307,5 +318,8 @@ impl Deployment {
         }
         self.processes.clear();
         self.database.drop().await;
+        if let Some((_, stream)) = self.env.iter().find(|(key, _)| key == "KERYU_NATS_STREAM") {
+            delete_stream(stream).await;
+        }
     }
 }
