@@ -299,8 +299,8 @@ fn dispatcher(
         store.pool().clone(),
         config.dispatcher.sender_mps,
         config.dispatcher.sender_burst,
-    )
-    .allowing_jitter(Duration::from_millis(config.dispatcher.sender_jitter_ms));
+        Duration::from_millis(config.dispatcher.sender_jitter_ms),
+    );
     Ok(Dispatcher::new(
         store.clone(),
         client,

@@ -18,7 +18,7 @@
 //! with `T = 1/rate`, M + burst + 1 consecutive slots span only `burst/M` more than a second,
 //! 12.5 ms at 80/s with a burst of 1, so one call held up that much longer than the call
 //! M + burst slots later puts M + burst + 1 into one second. Slots are therefore planned as M
-//! per `1 s + jitter` (`T = (1 s + jitter)/M`, [`SenderRateLimiter::allowing_jitter`]): the
+//! per `1 s + jitter` (`T = (1 s + jitter)/M`, [`SenderRateLimiter::new`]): the
 //! sender runs at `M/(1 + jitter)` per second, 1 % under M with 10 ms, and a call may be held
 //! up `jitter + burst·T` longer than a later one before Twilio sees more than M + burst in one
 //! second.
@@ -70,8 +70,6 @@ pub struct SenderRateLimiter {
     pool: PgPool,
     /// `None` = unlimited.
     budget: Option<Budget>,
-    messages_per_second: f64,
-    burst: u32,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -97,24 +95,13 @@ impl Budget {
 
 impl SenderRateLimiter {
     /// `messages_per_second` per sender (0 = unlimited), allowing `burst` back-to-back sends
-    /// after an idle period (at least 1), with no allowance for jitter.
-    pub fn new(pool: PgPool, messages_per_second: f64, burst: u32) -> Self {
+    /// after an idle period (at least 1), planned per `1 s + jitter` so that calls whose way to
+    /// Twilio differs by up to `jitter` (plus the burst's own slack) still arrive at most
+    /// M + burst in any second (see the module's documentation).
+    pub fn new(pool: PgPool, messages_per_second: f64, burst: u32, jitter: Duration) -> Self {
         SenderRateLimiter {
             pool,
-            budget: Budget::new(messages_per_second, burst, Duration::ZERO),
-            messages_per_second,
-            burst,
-        }
-    }
-
-    /// The same limit, planned as `messages_per_second` per `1 s + jitter`, so that calls
-    /// whose way to Twilio differs by up to `jitter` (plus the burst's own slack) still arrive
-    /// at most M + burst in any second (see the module's documentation).
-    #[must_use]
-    pub fn allowing_jitter(self, jitter: Duration) -> Self {
-        SenderRateLimiter {
-            budget: Budget::new(self.messages_per_second, self.burst, jitter),
-            ..self
+            budget: Budget::new(messages_per_second, burst, jitter),
         }
     }
 

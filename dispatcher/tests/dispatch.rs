@@ -69,7 +69,7 @@ async fn setup_paced(pool: PgPool, sim: SimulatorConfig, messages_per_second: f6
     let dispatcher = Dispatcher::new(
         store.clone(),
         client,
-        SenderRateLimiter::new(store.pool().clone(), messages_per_second, 1),
+        SenderRateLimiter::new(store.pool().clone(), messages_per_second, 1, Duration::ZERO),
         DispatcherSettings {
             id: "test-dispatcher".to_owned(),
             sender: "+14155238886".to_owned(),

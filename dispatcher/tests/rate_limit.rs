@@ -12,8 +12,8 @@ const SENDER: &str = "+14155238886";
 #[sqlx::test(migrator = "keryu_infra::postgres::MIGRATOR")]
 async fn two_processes_share_one_budget_after_a_burst(pool: PgPool) {
     // 10 messages per second, bursts of 3.
-    let first = SenderRateLimiter::new(pool.clone(), 10.0, 3);
-    let second = SenderRateLimiter::new(pool.clone(), 10.0, 3);
+    let first = SenderRateLimiter::new(pool.clone(), 10.0, 3, StdDuration::ZERO);
+    let second = SenderRateLimiter::new(pool.clone(), 10.0, 3, StdDuration::ZERO);
     let mut slots = Vec::new();
     for n in 0..12 {
         let limiter = if n % 2 == 0 { &first } else { &second };
@@ -44,8 +44,8 @@ async fn two_processes_share_one_budget_after_a_burst(pool: PgPool) {
 
 #[sqlx::test(migrator = "keryu_infra::postgres::MIGRATOR")]
 async fn a_429_pauses_the_sender_for_every_process(pool: PgPool) {
-    let first = SenderRateLimiter::new(pool.clone(), 100.0, 10);
-    let second = SenderRateLimiter::new(pool.clone(), 100.0, 10);
+    let first = SenderRateLimiter::new(pool.clone(), 100.0, 10, StdDuration::ZERO);
+    let second = SenderRateLimiter::new(pool.clone(), 100.0, 10, StdDuration::ZERO);
     first
         .slow_down(SENDER, std::time::Duration::from_secs(5))
         .await
@@ -60,15 +60,14 @@ async fn a_429_pauses_the_sender_for_every_process(pool: PgPool) {
 
 #[sqlx::test(migrator = "keryu_infra::postgres::MIGRATOR")]
 async fn zero_means_unlimited(pool: PgPool) {
-    let unlimited = SenderRateLimiter::new(pool, 0.0, 1);
+    let unlimited = SenderRateLimiter::new(pool, 0.0, 1, StdDuration::ZERO);
     assert_eq!(unlimited.reserve(SENDER).await.expect("no database"), None);
 }
 
 #[sqlx::test(migrator = "keryu_infra::postgres::MIGRATOR")]
 async fn slots_leave_room_for_the_way_to_twilio(pool: PgPool) {
     // Ten a second per 1.05 s: 11 consecutive slots (M + burst + 1) span 1.05 s, not 1 s.
-    let limiter =
-        SenderRateLimiter::new(pool, 10.0, 1).allowing_jitter(StdDuration::from_millis(50));
+    let limiter = SenderRateLimiter::new(pool, 10.0, 1, StdDuration::from_millis(50));
     let mut slots = Vec::new();
     for _ in 0..11 {
         slots.push(reserve(&limiter).await);
@@ -81,7 +80,7 @@ async fn slots_leave_room_for_the_way_to_twilio(pool: PgPool) {
 #[sqlx::test(migrator = "keryu_infra::postgres::MIGRATOR")]
 async fn a_missed_slot_is_traded_for_a_fresh_one(pool: PgPool) {
     // One message per second: a slot may be missed by half a second.
-    let limiter = SenderRateLimiter::new(pool, 1.0, 1);
+    let limiter = SenderRateLimiter::new(pool, 1.0, 1, StdDuration::ZERO);
     let first = reserve(&limiter).await;
     let second = reserve(&limiter).await;
     // The first is due: the send leaves at once, at it.
@@ -102,7 +101,7 @@ async fn a_send_stalled_while_waiting_for_its_slot_takes_a_fresh_one(pool: PgPoo
     // One message per second. The second slot is a second away and its send waits for it in
     // time, but the thread is blocked from 900 ms to 1.6 s (a stalled process), so the wait
     // ends 600 ms after the slot: the send must not leave then, with the next slot's send.
-    let limiter = SenderRateLimiter::new(pool, 1.0, 1);
+    let limiter = SenderRateLimiter::new(pool, 1.0, 1, StdDuration::ZERO);
     let first = reserve(&limiter).await;
     let second = reserve(&limiter).await;
     assert_eq!(limiter.wait_to_send(SENDER, first).await, first);
