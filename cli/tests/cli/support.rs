@@ -2,6 +2,8 @@
 
 use std::process::{Command, Output};
 
+use keryu_infra::config::Config;
+use keryu_infra::nats;
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -62,8 +64,9 @@ impl FreshDatabase {
 /// Deletes the JetStream stream `name` (with its consumers) that a test's processes created on
 /// the test environment's NATS server, so that test runs leave no streams behind.
 pub async fn delete_stream(name: &str) {
-    let url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
-    let client = async_nats::connect(url).await.expect("NATS");
+    // The server as the test's processes find it: through the configuration they load.
+    let config = Config::load().expect("the test environment's configuration");
+    let client = nats::connect(&config.nats).await.expect("NATS");
     async_nats::jetstream::new(client)
         .delete_stream(name)
         .await
