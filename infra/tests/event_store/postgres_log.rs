@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 use keryu_infra::event_store::{EventStore, ExpectedVersion, Position};
-use keryu_infra::postgres::{PgEventStore, SubscriptionOptions};
+use keryu_infra::postgres::{self, PgEventStore, SubscriptionOptions};
 use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use uuid::Uuid;
 
 use crate::support::{event, events, next_within, stream, until_backends_wait_for_a_lock};
@@ -573,4 +574,32 @@ async fn closing_the_pool_closes_the_log_writer_connection(pool: PgPool) {
     }
     assert_eq!(remaining, 0, "connections left to {database}");
     drop(store);
+}
+
+/// A caller cancelled while its `BEGIN` is under way (here a timeout, in production a client
+/// gone or an aborted task) must not leave the pool's connection inside that transaction: its
+/// next borrower would run every statement in it, never committed. `SAVEPOINT` is refused
+/// outside a transaction block, so it tells which side of one the connection is on.
+#[sqlx::test(migrator = "keryu_infra::postgres::MIGRATOR")]
+async fn a_transaction_cancelled_while_beginning_leaves_no_transaction_open(
+    options: PgPoolOptions,
+    connect: PgConnectOptions,
+) {
+    let pool = options
+        .max_connections(1)
+        .connect_with(connect)
+        .await
+        .expect("pool");
+    let beginning = postgres::begin(&pool, "BEGIN; SELECT pg_sleep(0.3)");
+    let cancelled = tokio::time::timeout(Duration::from_millis(50), beginning).await;
+    assert!(
+        cancelled.is_err(),
+        "the BEGIN should still have been under way"
+    );
+
+    let outside = sqlx::raw_sql("SAVEPOINT probe").execute(&pool).await;
+    assert!(
+        outside.is_err(),
+        "the pool's only connection was handed on inside the cancelled transaction"
+    );
 }
