@@ -18,7 +18,7 @@ use std::time::Duration;
 use sqlx::Connection;
 use sqlx::migrate::{MigrateDatabase, MigrateError, Migrator};
 use sqlx::postgres::PgPoolOptions;
-use sqlx::{PgPool, Postgres, SqlSafeStr, Transaction};
+use sqlx::{PgPool, Postgres};
 
 use crate::config::DatabaseConfig;
 
@@ -51,34 +51,6 @@ pub async fn connect(config: &DatabaseConfig) -> Result<PgPool, sqlx::Error> {
 
 /// How long a pooled connection may sit idle before it is pinged on its way out of the pool.
 const IDLE_BEFORE_PING: Duration = Duration::from_secs(30);
-
-/// Begins a transaction with `statement` (`BEGIN` and whatever settings go with it) on a
-/// connection of `pool`, as `pool.begin_with` does, but safe to cancel.
-///
-/// sqlx 0.9.0 counts a transaction as open only once the answer to its `BEGIN` is read. A
-/// caller cancelled before that (a client gone, a timeout, an aborted task) leaves the
-/// transaction open on the server with nothing to roll it back, and the pool hands the
-/// connection to its next borrower, whose statements then run inside it: never committed,
-/// holding their locks, and under whatever `SET LOCAL` came with the `BEGIN` (a projection
-/// batch's search path made a test's append fail with `relation "events" does not exist`).
-/// Reported upstream as transact-rs/sqlx#4393 and fixed there after 0.9.0.
-///
-/// Here the `BEGIN` runs in a task of its own, which completes whatever becomes of its caller;
-/// a transaction nobody waits for any more is dropped in that task, which rolls it back before
-/// the connection goes back to the pool. What comes after the `BEGIN` was already safe: sqlx
-/// rolls back a dropped transaction it counts as open.
-///
-/// # Errors
-/// When no connection can be had, or the server refuses the statement.
-pub async fn begin(
-    pool: &PgPool,
-    statement: impl SqlSafeStr + Send + 'static,
-) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
-    let pool = pool.clone();
-    tokio::spawn(async move { pool.begin_with(statement).await })
-        .await
-        .unwrap_or_else(|stopped| Err(sqlx::Error::Io(std::io::Error::other(stopped))))
-}
 
 /// Creates the configured database when the server does not have it yet, so that a fresh
 /// machine needs no manual `createdb`. Returns whether it was created.

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use keryu_infra::event_store::{Position, RecordedEvent};
-use keryu_infra::postgres::{self, PgEventStore};
+use keryu_infra::postgres::PgEventStore;
 use sqlx::{AssertSqlSafe, PgConnection};
 
 use crate::follow::{FollowError, Follower, follow};
@@ -81,7 +81,7 @@ impl<P: Projection> Projector<P> {
     /// # Errors
     /// When the database fails.
     pub async fn prepare(&self) -> Result<(), sqlx::Error> {
-        let mut transaction = postgres::begin(self.store.pool(), "BEGIN").await?;
+        let mut transaction = self.store.pool().begin().await?;
         sqlx::raw_sql(AssertSqlSafe(format!(
             "CREATE SCHEMA IF NOT EXISTS {schema}; SET LOCAL search_path TO {schema};",
             schema = self.schema
@@ -147,11 +147,11 @@ impl<P: Projection> Projector<P> {
             return Ok(passed);
         }
         // The batch's settings go with the BEGIN's own message: one round trip less per batch.
-        let mut transaction = postgres::begin(
-            self.store.pool(),
-            AssertSqlSafe(format!("BEGIN; {}", self.batch_settings())),
-        )
-        .await?;
+        let mut transaction = self
+            .store
+            .pool()
+            .begin_with(AssertSqlSafe(format!("BEGIN; {}", self.batch_settings())))
+            .await?;
         let outcome = self
             .apply_with_batch_settings(&mut transaction, events)
             .await?;

@@ -14,7 +14,7 @@
 
 use futures_util::future::{BoxFuture, try_join_all};
 use keryu_infra::event_store::{EventStore, Position, RecordedEvent};
-use keryu_infra::postgres::{self, PgEventStore};
+use keryu_infra::postgres::PgEventStore;
 use sqlx::AssertSqlSafe;
 
 use crate::projection::Projection;
@@ -186,7 +186,7 @@ impl<P: Projection + Clone + Send + Sync> Replaying for ShadowCopy<P> {
                 live_name,
                 shadow_name,
             } = *self;
-            let mut transaction = postgres::begin(store.pool(), "BEGIN").await?;
+            let mut transaction = store.pool().begin().await?;
             sqlx::raw_sql(AssertSqlSafe(format!(
                 "LOCK TABLE {live_name}.checkpoint IN ACCESS EXCLUSIVE MODE"
             )))

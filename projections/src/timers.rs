@@ -17,7 +17,7 @@ use keryu_domain::Aggregate;
 use keryu_domain::notification::OutcomeUnknownPolicy;
 use keryu_domain::notification::{Notification, NotificationCommand, NotificationEvent};
 use keryu_infra::event_store::{Actor, EventMetadata, RecordedEvent, StreamName};
-use keryu_infra::postgres::{self, PgEventStore};
+use keryu_infra::postgres::PgEventStore;
 use keryu_infra::repository::{self, CommandError};
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -207,7 +207,7 @@ impl Scheduler {
         let lease =
             chrono::Duration::from_std(self.settings.lease).unwrap_or(chrono::Duration::MAX);
         let grace = chrono::Duration::from_std(REFIRE_GRACE).unwrap_or(chrono::Duration::MAX);
-        let mut transaction = postgres::begin(self.store.pool(), "BEGIN").await?;
+        let mut transaction = self.store.pool().begin().await?;
         let due: Vec<DueTimer> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "SELECT notification_id, kind FROM {} \
              WHERE due_at <= $1 AND (kind <> 'lease' OR due_at <= $2) \

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use keryu_infra::event_store::{EventStore, ExpectedVersion, Position};
-use keryu_infra::postgres::{self, PgEventStore, SubscriptionOptions};
+use keryu_infra::postgres::{PgEventStore, SubscriptionOptions};
 use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use uuid::Uuid;
@@ -578,8 +578,12 @@ async fn closing_the_pool_closes_the_log_writer_connection(pool: PgPool) {
 
 /// A caller cancelled while its `BEGIN` is under way (here a timeout, in production a client
 /// gone or an aborted task) must not leave the pool's connection inside that transaction: its
-/// next borrower would run every statement in it, never committed. `SAVEPOINT` is refused
-/// outside a transaction block, so it tells which side of one the connection is on.
+/// next borrower would run every statement in it, never committed, under whatever `SET LOCAL`
+/// came with the `BEGIN`. The projector, the timers, the rebuild and the alarm detail's snapshot
+/// begin their transactions with sqlx's own `begin`/`begin_with` and rely on this; sqlx 0.9.0
+/// broke it (transact-rs/sqlx#4393: a projector's batch settings once moved a test's append onto
+/// a read model's schema), 0.9.1 mends it, and this pins it. `SAVEPOINT` is refused outside a
+/// transaction block, so it tells which side of one the connection is on.
 #[sqlx::test(migrator = "keryu_infra::postgres::MIGRATOR")]
 async fn a_transaction_cancelled_while_beginning_leaves_no_transaction_open(
     options: PgPoolOptions,
@@ -590,7 +594,7 @@ async fn a_transaction_cancelled_while_beginning_leaves_no_transaction_open(
         .connect_with(connect)
         .await
         .expect("pool");
-    let beginning = postgres::begin(&pool, "BEGIN; SELECT pg_sleep(0.3)");
+    let beginning = pool.begin_with("BEGIN; SELECT pg_sleep(0.3)");
     let cancelled = tokio::time::timeout(Duration::from_millis(50), beginning).await;
     assert!(
         cancelled.is_err(),

@@ -13,7 +13,6 @@ use keryu_domain::notification::NotificationStatus;
 use keryu_infra::http::auth::Caller;
 use keryu_infra::http::json::{IdPath, QueryParams};
 use keryu_infra::http::problem::{Problem, ProblemKind};
-use keryu_infra::postgres;
 use serde::{Deserialize, Serialize};
 use sqlx::FromRow;
 use utoipa::{IntoParams, ToSchema};
@@ -204,12 +203,11 @@ pub(super) async fn alarm(
     let position = wait_for(&state.pool, SCHEMA, freshness_wanted.min_position).await?;
     // One snapshot for both statements: the counts always agree with the notifications listed,
     // even while the projector commits in between.
-    let mut snapshot = postgres::begin(
-        &state.pool,
-        "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
-    )
-    .await
-    .map_err(unavailable)?;
+    let mut snapshot = state
+        .pool
+        .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .await
+        .map_err(unavailable)?;
     let alarm: Option<AlarmView> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "{ALARM_SELECT} WHERE a.id = $1 AND {scope}",
         scope = scoped(2)
