@@ -13,6 +13,8 @@
 //! are pure JSON → JSON functions, and keeping them next to the payload makes it impossible to
 //! bump a version without saying how the old one reads. The store stays ignorant of shapes.
 
+use std::borrow::Cow;
+
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -52,11 +54,11 @@ pub trait DomainEvent:
     /// [`UnsupportedSchemaVersion`] when no chain leads from `stored_version` to the current
     /// version: the version is newer than this build (written by a later Keryu) or not a
     /// version at all (0).
-    fn upcast(
+    fn upcast<'a>(
         event_type: &str,
         stored_version: u16,
-        data: Value,
-    ) -> Result<Value, UnsupportedSchemaVersion> {
+        data: Cow<'a, Value>,
+    ) -> Result<Cow<'a, Value>, UnsupportedSchemaVersion> {
         match Self::upcasters(event_type) {
             Some(chain) => upcast(chain, stored_version, data),
             None => Ok(data),
@@ -82,15 +84,18 @@ pub struct UnsupportedSchemaVersion {
 }
 
 /// Applies the steps of `chain` from `stored_version` to the end (the current version,
-/// `chain.len() + 1`). The current version passes through untouched.
+/// `chain.len() + 1`). The current version passes through untouched, and a borrowed payload
+/// stays borrowed: nearly every event read from the log is at the current version, and a
+/// rebuild decodes each one once per read model, so copying its JSON tree every time would be
+/// most of the decoding's work.
 ///
 /// # Errors
 /// [`UnsupportedSchemaVersion`] for version 0 and for versions newer than the current one.
-pub fn upcast(
+pub fn upcast<'a>(
     chain: &[Upcaster],
     stored_version: u16,
-    data: Value,
-) -> Result<Value, UnsupportedSchemaVersion> {
+    data: Cow<'a, Value>,
+) -> Result<Cow<'a, Value>, UnsupportedSchemaVersion> {
     let unsupported = UnsupportedSchemaVersion {
         stored: stored_version,
         current: u16::try_from(chain.len() + 1).unwrap_or(u16::MAX),
@@ -99,7 +104,14 @@ pub fn upcast(
         .checked_sub(1)
         .ok_or(unsupported)?;
     let steps = chain.get(first_step..).ok_or(unsupported)?;
-    Ok(steps.iter().fold(data, |data, step| step(data)))
+    if steps.is_empty() {
+        return Ok(data);
+    }
+    Ok(Cow::Owned(
+        steps
+            .iter()
+            .fold(data.into_owned(), |data, step| step(data)),
+    ))
 }
 
 /// The JSON Schema of one event type's payload, for `schemas/` and the API documentation.

@@ -1,6 +1,8 @@
 //! The upcaster chain, with fixture steps that record their order, and the versions the
 //! `event_enum!` macro derives.
 
+use std::borrow::Cow;
+
 use serde_json::{Value, json};
 
 use super::{DomainEvent, UnsupportedSchemaVersion, Upcaster, upcast};
@@ -31,7 +33,7 @@ fn v3_to_v4(data: Value) -> Value {
 const CHAIN: &[Upcaster] = &[v1_to_v2, v2_to_v3, v3_to_v4];
 
 fn steps_from(version: u16) -> Result<Value, UnsupportedSchemaVersion> {
-    upcast(CHAIN, version, json!({ "steps": [] })).map(|data| data["steps"].clone())
+    upcast(CHAIN, version, Cow::Owned(json!({ "steps": [] }))).map(|data| data["steps"].clone())
 }
 
 #[test]
@@ -44,7 +46,23 @@ fn every_step_from_the_stored_version_runs_once_in_order() {
 #[test]
 fn the_current_version_is_not_touched() {
     assert_eq!(steps_from(4), Ok(json!([])));
-    assert_eq!(upcast(&[], 1, json!({ "a": 1 })), Ok(json!({ "a": 1 })));
+    let stored = json!({ "a": 1 });
+    assert!(
+        matches!(upcast(&[], 1, Cow::Borrowed(&stored)), Ok(Cow::Borrowed(data)) if *data == stored),
+        "the current version is decoded from the stored payload itself, not a copy"
+    );
+}
+
+#[test]
+fn an_older_version_is_upcast_from_a_copy() {
+    let stored = json!({ "steps": [] });
+    let current = upcast(CHAIN, 3, Cow::Borrowed(&stored)).expect("v3 has a path");
+    assert_eq!(current["steps"], json!(["v3→v4"]));
+    assert_eq!(
+        stored,
+        json!({ "steps": [] }),
+        "the stored payload stays as it was"
+    );
 }
 
 #[test]
@@ -54,7 +72,7 @@ fn a_version_newer_than_this_build_or_zero_has_no_path() {
     assert_eq!(steps_from(u16::MAX), refused(u16::MAX));
     assert_eq!(steps_from(0), refused(0));
     assert_eq!(
-        upcast(&[], 2, json!({})),
+        upcast(&[], 2, Cow::Owned(json!({}))),
         Err(UnsupportedSchemaVersion {
             stored: 2,
             current: 1
@@ -76,7 +94,7 @@ fn the_macro_derives_versions_and_chains_per_variant() {
 fn an_unknown_type_passes_through_for_decoding_to_report() {
     let data = json!({ "to": "the moon" });
     assert_eq!(
-        NotificationEvent::upcast("NotificationTeleported", 7, data.clone()),
-        Ok(data)
+        NotificationEvent::upcast("NotificationTeleported", 7, Cow::Borrowed(&data)),
+        Ok(Cow::Borrowed(&data))
     );
 }

@@ -17,6 +17,8 @@ pub(super) fn retry_scheduled_v1(mut data: Value) -> Value {
 
 #[cfg(test)]
 mod tests {
+    use std::borrow::Cow;
+
     use serde_json::json;
 
     use super::retry_scheduled_v1;
@@ -54,9 +56,12 @@ mod tests {
 
     #[test]
     fn a_stored_v1_retry_reads_as_the_current_event() {
-        let current =
-            NotificationEvent::upcast("RetryScheduled", 1, retry_scheduled_as_v1_wrote_it())
-                .expect("v1 has a path to v2");
+        let current = NotificationEvent::upcast(
+            "RetryScheduled",
+            1,
+            Cow::Owned(retry_scheduled_as_v1_wrote_it()),
+        )
+        .expect("v1 has a path to v2");
         let event: NotificationEvent =
             serde_json::from_value(json!({ "type": "RetryScheduled", "data": current }))
                 .expect("decodes");
@@ -76,11 +81,11 @@ mod tests {
     fn the_current_version_passes_through_and_a_newer_one_is_refused() {
         let v2 = json!({ "next_attempt": 3, "not_before": "2025-01-01T12:00:04Z", "at": "2025-01-01T12:00:00Z" });
         assert_eq!(
-            NotificationEvent::upcast("RetryScheduled", 2, v2.clone()),
-            Ok(v2.clone())
+            NotificationEvent::upcast("RetryScheduled", 2, Cow::Borrowed(&v2)),
+            Ok(Cow::Borrowed(&v2))
         );
         assert_eq!(
-            NotificationEvent::upcast("RetryScheduled", 3, v2),
+            NotificationEvent::upcast("RetryScheduled", 3, Cow::Borrowed(&v2)),
             Err(UnsupportedSchemaVersion {
                 stored: 3,
                 current: 2

@@ -5,7 +5,10 @@
 //! mechanical and the JSON in `data` is exactly the payload struct's serde form at the version
 //! this build writes. Reading applies the domain's upcasters first, so older shapes decode too.
 
+use std::borrow::Cow;
+
 use keryu_domain::DomainEvent;
+use serde::de::value::MapDeserializer;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
@@ -96,15 +99,23 @@ impl RecordedEvent {
     /// version to this build's (a newer Keryu wrote it); [`CodecError::Json`] when the type is
     /// unknown to `E` or the payload does not match it.
     pub fn to_domain<E: DomainEvent>(&self) -> Result<E, CodecError> {
-        let data = E::upcast(&self.event_type, self.schema_version, self.data.clone()).map_err(
-            |unsupported| CodecError::UnsupportedSchemaVersion {
-                event_type: self.event_type.clone(),
-                stored: unsupported.stored,
-                current: unsupported.current,
-            },
-        )?;
-        let tagged = serde_json::json!({ "type": self.event_type, "data": data });
-        serde_json::from_value(tagged).map_err(|source| CodecError::Json {
+        let data = E::upcast(
+            &self.event_type,
+            self.schema_version,
+            Cow::Borrowed(&self.data),
+        )
+        .map_err(|unsupported| CodecError::UnsupportedSchemaVersion {
+            event_type: self.event_type.clone(),
+            stored: unsupported.stored,
+            current: unsupported.current,
+        })?;
+        // The enum's adjacently tagged form, `{"type": …, "data": …}`, read from the stored
+        // parts as they are rather than assembled from copies of them.
+        let event_type = Value::String(self.event_type.clone());
+        let tagged = MapDeserializer::<_, serde_json::Error>::new(
+            [("type", &event_type), ("data", data.as_ref())].into_iter(),
+        );
+        E::deserialize(tagged).map_err(|source| CodecError::Json {
             event_type: self.event_type.clone(),
             source,
         })
