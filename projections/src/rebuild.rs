@@ -114,17 +114,19 @@ async fn replay_and_swap(
     mut progress: impl FnMut(Position, Position),
 ) -> Result<Vec<Rebuilt>, RebuildError> {
     let mut events = 0u64;
-    let mut at = Position::START;
-    loop {
-        let page = store.read_all(at, PAGE_SIZE).await?;
-        let Some(last) = page.last() else {
-            break;
-        };
-        at = last.position;
+    let mut page = store.read_all(Position::START, PAGE_SIZE).await?;
+    while let Some(last) = page.last() {
+        let at = last.position;
         events += page.len() as u64;
-        // Each copy writes its own schema: their round trips overlap.
-        try_join_all(copies.iter().map(|copy| copy.apply(&page))).await?;
+        // Each copy writes its own schema, so their round trips overlap; and the next page is
+        // read while this one is written, so reading and writing overlap too.
+        let (next, applied) = tokio::join!(
+            store.read_all(at, PAGE_SIZE),
+            try_join_all(copies.iter().map(|copy| copy.apply(&page)))
+        );
+        applied?;
         progress(at, store.head_position().await?);
+        page = next?;
     }
     let mut rebuilt = Vec::with_capacity(copies.len());
     for copy in copies {
